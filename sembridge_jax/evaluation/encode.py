@@ -1,0 +1,118 @@
+"""Encode collections into sparse CSR matrices with our jitted SPLADE encoder, cached on disk.
+
+The batching is `sembridge_jax.api.SparseEncoder.encode`: texts sorted by token count, batches padded to
+power-of-two bucket shapes, so a corpus compiles a handful of shapes and pads little; SPLADE pooling
+ignores masked positions, so padding changes no vector. This module adds the collection layer: ids,
+the vocabulary, optional top-k pruning, and a cache keyed by model weights + texts + settings, so a
+corpus is encoded once and reused across runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass
+class SparseCollection:
+    """Encoded texts: ids[i] is row i of `matrix` [N, V]; vocab[v] is the token of dimension v."""
+
+    ids: list[str]
+    matrix: sp.csr_matrix
+    vocab: list[str]
+    meta: dict = field(default_factory=dict)
+
+    def save(self, stem: str | Path) -> None:
+        """`<stem>.npz` (the CSR matrix) and `<stem>.json` (ids, vocab, meta)."""
+        stem = Path(stem)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        sp.save_npz(f"{stem}.npz", self.matrix, compressed=False)
+        Path(f"{stem}.json").write_text(json.dumps({"ids": self.ids, "vocab": self.vocab, "meta": self.meta},
+                                                   ensure_ascii=False))
+
+    @classmethod
+    def load(cls, stem: str | Path) -> "SparseCollection":
+        info = json.loads(Path(f"{stem}.json").read_text())
+        matrix = sp.load_npz(f"{stem}.npz").tocsr()
+        if matrix.shape != (len(info["ids"]), len(info["vocab"])):
+            raise ValueError(f"{stem}.npz has shape {matrix.shape}, {stem}.json names "
+                             f"{len(info['ids'])} ids x {len(info['vocab'])} tokens")
+        return cls(info["ids"], matrix, info["vocab"], info.get("meta", {}))
+
+
+def vocab_tokens(tokenizer, vocab_size: int) -> list[str]:
+    """Token string of every dimension; model rows beyond the tokenizer are named `[DIM<id>]`."""
+    n = min(len(tokenizer), vocab_size)
+    toks = tokenizer.convert_ids_to_tokens(list(range(n)))
+    return [t if t is not None else f"[DIM{i}]" for i, t in enumerate(toks)] + [f"[DIM{i}]" for i in range(n, vocab_size)]
+
+
+def model_fingerprint(model) -> str:
+    """Hash of every parameter's bytes: the same weights give the same key wherever they came from."""
+    import jax
+    from flax import nnx
+
+    h = hashlib.blake2b(digest_size=16)
+    for path, leaf in sorted(nnx.to_flat_state(nnx.state(model, nnx.Param)), key=lambda kv: str(kv[0])):
+        arr = np.asarray(jax.device_get(leaf.value if hasattr(leaf, "value") else leaf))
+        h.update(str(path).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def texts_fingerprint(ids: list[str], texts: list[str], **settings) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    for i, t in zip(ids, texts):
+        h.update(i.encode() + b"\0" + t.encode() + b"\0")
+    return h.hexdigest()
+
+
+class CorpusEncoder:
+    """Our SparseEncoder plus a collection cache. `model_key` names the weights in cache keys
+    (default: a hash of the parameters, so the same weights hit the cache wherever they were loaded from)."""
+
+    def __init__(self, encoder, *, model_key: str | None = None):
+        self.encoder = encoder
+        self.vocab = vocab_tokens(encoder.tokenizer, encoder.vocab_size)
+        self.model_key = model_key or model_fingerprint(encoder.model)
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str) -> "CorpusEncoder":
+        """An HF / sentence-transformers SPLADE folder or hub id."""
+        from sembridge_jax.api import SparseEncoder
+
+        return cls(SparseEncoder.from_pretrained(path_or_id))
+
+    @classmethod
+    def from_checkpoint(cls, workdir: str | Path, step: int | None = None) -> "CorpusEncoder":
+        """The model of a training run's checkpoint (newest step by default)."""
+        from sembridge_jax.api import SparseEncoder
+        from sembridge_jax.training.checkpoint import load_model_from_checkpoint
+
+        model, tokenizer, _ = load_model_from_checkpoint(workdir, step)
+        return cls(SparseEncoder(model, tokenizer))
+
+    def encode(self, ids: list[str], texts: list[str], *, max_length: int = 256, top_k: int | None = None,
+               batch_size: int = 32, cache_dir: str | Path | None = None) -> SparseCollection:
+        """Encode (or load from `cache_dir`) a collection; the key covers weights, ids, texts and settings.
+        top_k (None/0 = off) keeps the k largest weights of each vector (the model's own pruning)."""
+        if len(ids) != len(texts):
+            raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
+        top_k = top_k or None
+        key = texts_fingerprint(ids, texts, model=self.model_key, max_length=max_length, top_k=top_k)
+        stem = Path(cache_dir) / key if cache_dir else None
+        if stem is not None and Path(f"{stem}.npz").is_file():
+            return SparseCollection.load(stem)
+        matrix = self.encoder.encode(list(texts), batch_size=batch_size, max_length=max_length, top_k=top_k,
+                                     show_progress_bar=True)
+        matrix.eliminate_zeros()
+        coll = SparseCollection(list(ids), matrix, self.vocab,
+                                {"model": self.model_key, "max_length": max_length, "top_k": top_k})
+        if stem is not None:
+            coll.save(stem)
+        return coll

@@ -1,0 +1,100 @@
+"""Import a Hugging Face BERT / DistilBERT / RoBERTa / XLM-R checkpoint into our Flax encoder."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from flax import nnx
+
+from sembridge_jax.hf.hub import resolve_model_dir
+from sembridge_jax.hf.params import param_table, params_from_hf
+from sembridge_jax.models import EncoderConfig, MaskedLMEncoder, build_model, model_from_params
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def read_config(folder: Path, **overrides) -> EncoderConfig:
+    """EncoderConfig from `folder/config.json`; errors name the file."""
+    f = folder / "config.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{folder}: no config.json")
+    try:
+        hf = json.loads(f.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{f}: invalid JSON at line {e.lineno}: {e.msg}") from e
+    try:
+        return EncoderConfig.from_hf(hf, **overrides)
+    except ValueError as e:
+        raise ValueError(f"{f}: {e}") from e
+
+
+def _to_numpy(t) -> np.ndarray:
+    # bf16/fp16 checkpoints are widened to float32 (parameters are kept in float32).
+    return (t.float() if t.is_floating_point() else t).numpy()
+
+
+def read_tensors(folder: Path) -> tuple[dict[str, np.ndarray], str]:
+    """All tensors of the checkpoint in `folder` (safetensors preferred, else pytorch_model.bin)."""
+    import torch
+
+    single = folder / "model.safetensors"
+    index = folder / "model.safetensors.index.json"
+    if single.is_file() or index.is_file():
+        from safetensors import safe_open
+
+        files = [single] if single.is_file() else sorted(
+            {folder / f for f in json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()})
+        out = {}
+        for f in files:
+            with safe_open(str(f), framework="pt") as g:
+                out.update({k: _to_numpy(g.get_tensor(k)) for k in g.keys()})  # noqa: SIM118
+        return out, str(files[0] if len(files) == 1 else index)
+    binary = folder / "pytorch_model.bin"
+    if binary.is_file():
+        state = torch.load(binary, map_location="cpu", weights_only=True)
+        return {k: _to_numpy(v) for k, v in state.items()}, str(binary)
+    raise FileNotFoundError(f"{folder}: no weights found (looked for {', '.join(WEIGHT_FILES)})")
+
+
+def load_model(folder: str | Path, **config_overrides) -> MaskedLMEncoder:
+    """Our encoder from a local Hugging Face folder; `config_overrides` set dtype, chunk size, remat..."""
+    folder = Path(folder)
+    config = read_config(folder, **config_overrides)
+    tensors, source = read_tensors(folder)
+    config = _drop_absent_head(config, tensors)
+    abstract = nnx.eval_shape(lambda: build_model(config, nnx.Rngs(0)))
+    expected = {path: var.shape for path, var in nnx.to_flat_state(nnx.state(abstract, nnx.Param))}
+    params = params_from_hf(tensors, config, expected, source=source)
+    return model_from_params(config, params)
+
+
+def _drop_absent_head(config: EncoderConfig, tensors) -> EncoderConfig:
+    """A checkpoint with no MLM-head tensor at all (a base model whose config names no architecture)
+    loads as an encoder without head; one with part of a head keeps it and fails on the missing tensor."""
+    head_names = [n for e in param_table(config) if not e.backbone for n in e.names]
+    if config.mlm_head and not any(n in tensors for n in head_names):
+        return config.replace(mlm_head=False)
+    return config
+
+
+def load_tokenizer(folder: Path):
+    """The tokenizer of `folder` (transformers.AutoTokenizer); error if the folder has none."""
+    from transformers import AutoTokenizer
+
+    if not any((folder / f).is_file() for f in ("tokenizer.json", "vocab.txt", "sentencepiece.bpe.model",
+                                                  "tokenizer_config.json", "spiece.model", "vocab.json")):
+        raise FileNotFoundError(f"{folder}: no tokenizer files (tokenizer.json, vocab.txt, ...)")
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def load_pretrained(path_or_id: str | Path, *, dtype: str = "float32", **config_overrides):
+    """(model, tokenizer, config) from a local folder or a hub id.
+
+    `dtype` is the compute dtype; `config_overrides` set other EncoderConfig fields
+    (splade_pooling, splade_chunk_size, remat). Errors name the unsupported model_type, the missing
+    tensor or the tensor of the wrong shape, and the file.
+    """
+    folder = resolve_model_dir(path_or_id)
+    model = load_model(folder, dtype=dtype, **config_overrides)
+    return model, load_tokenizer(folder), model.config

@@ -1,0 +1,115 @@
+"""Run observability: metrics as JSONL + TensorBoard events, a PNG of the curves, a progress bar.
+
+Only process 0 writes. On resume, JSONL records past the restored step are dropped first, so a
+run killed between checkpoints does not leave duplicated steps in its curves.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import jax
+from tqdm.auto import tqdm
+
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+PLOT_FILE = "training_curves.png"
+# Curves drawn by plot_curves, when present in the metrics.
+PLOTTED = ("loss", "rank_loss", "flops_q", "flops_d", "active_q", "active_d", "lambda_q", "learning_rate")
+
+
+class MetricsWriter:
+    """Append ``{"step": s, **metrics}`` lines to ``<workdir>/metrics.jsonl`` and TensorBoard scalars."""
+
+    def __init__(self, workdir: str | Path, *, resume_step: int = 0):
+        self.enabled = jax.process_index() == 0
+        self.path = Path(workdir) / METRICS_FILE
+        self._tb = None
+        if not self.enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            keep = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in keep))
+        from tensorboardX import SummaryWriter
+
+        self._tb = SummaryWriter(str(Path(workdir) / TENSORBOARD_DIR), purge_step=resume_step + 1)
+
+    def write(self, step: int, metrics: Mapping[str, float], prefix: str = "") -> None:
+        if not self.enabled:
+            return
+        record = {"step": int(step), **{prefix + k: float(v) for k, v in metrics.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        for k, v in record.items():
+            if k != "step" and math.isfinite(v):
+                self._tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _step_of(line: str) -> float:
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf  # a torn last line from a killed run: drop it
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a metrics JSONL file (a torn last line is skipped)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def plot_curves(workdir: str | Path, out: str | Path | None = None) -> Path | None:
+    """Draw the training curves of ``<workdir>/metrics.jsonl`` into a PNG (one panel per metric,
+    dev metrics included). Returns the PNG path, or None when there is nothing to draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workdir = Path(workdir)
+    if not (workdir / METRICS_FILE).exists():
+        return None
+    records = read_metrics(workdir / METRICS_FILE)
+    keys = [k for k in PLOTTED if any(k in r for r in records)]
+    keys += sorted({k for r in records for k in r if k.startswith("dev/")})
+    if not keys:
+        return None
+    cols = min(3, len(keys))
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        pts = [(r["step"], r[key]) for r in records if key in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o" if len(pts) < 20 else None, lw=1.2)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.tight_layout()
+    out = Path(out) if out else workdir / PLOT_FILE
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def progress_bar(total: int, initial: int = 0, desc: str = "train") -> tqdm:
+    """A tqdm bar over optimiser steps (silent on processes other than 0)."""
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, disable=jax.process_index() != 0)
+
+
+def bar_postfix(metrics: Mapping[str, float]) -> dict[str, str]:
+    """The short summary shown on the bar: loss, FLOPS weight, average active dims of q/d."""
+    names = {"loss": "loss", "lambda_q": "λq", "active_q": "act_q", "active_d": "act_d"}
+    return {short: f"{metrics[k]:.4g}" for k, short in names.items() if k in metrics}

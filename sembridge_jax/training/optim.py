@@ -1,0 +1,78 @@
+"""The optimiser: AdamW with warmup + decay, global-norm clipping and frozen-parameter masks.
+
+Parameters are a flat ``{path: array}`` dict (paths joined with "."), so masks are plain dicts.
+Gradient accumulation is not an optax wrapper here: the train step scans over micro-batches
+(see ``trainer.make_train_step``) so one call = one optimiser step.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import optax
+
+DECAYS = ("linear", "cosine", "constant")
+
+
+def learning_rate_schedule(
+    learning_rate: float, num_steps: int, warmup_steps: int = 0, decay: str = "linear"
+) -> optax.Schedule:
+    """Linear warmup from 0 over ``warmup_steps``, then ``decay`` to 0 at ``num_steps`` (or constant)."""
+    if decay not in DECAYS:
+        raise ValueError(f"train.decay must be one of {DECAYS}, got {decay!r}")
+    if not 0 <= warmup_steps <= num_steps:
+        raise ValueError(f"train.warmup_steps={warmup_steps} must lie in [0, train.num_steps={num_steps}]")
+    rest = max(num_steps - warmup_steps, 1)
+    if decay == "linear":
+        after = optax.linear_schedule(learning_rate, 0.0, rest)
+    elif decay == "cosine":
+        after = optax.cosine_decay_schedule(learning_rate, rest)
+    else:
+        after = optax.constant_schedule(learning_rate)
+    if warmup_steps == 0:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, learning_rate, warmup_steps), after], [warmup_steps])
+
+
+def trainable_mask(
+    logical_axes: Mapping[str, Sequence[str | None] | None], trainable: str = "all"
+) -> dict[str, bool]:
+    """Which parameters train. ``"all"``; ``"vocab"``: only vocabulary-row tensors (first logical
+    axis "vocab": word embeddings, untied decoder, MLM bias), e.g. to warm up the new rows first."""
+    if trainable == "all":
+        return {k: True for k in logical_axes}
+    if trainable == "vocab":
+        mask = {k: bool(names) and names[0] == "vocab" for k, names in logical_axes.items()}
+        if not any(mask.values()):
+            raise ValueError("train.trainable='vocab': the model has no parameter with logical axis 'vocab' first")
+        return mask
+    raise ValueError(f"train.trainable must be 'all' or 'vocab', got {trainable!r}")
+
+
+def weight_decay_mask(shapes: Mapping[str, Sequence[int]]) -> dict[str, bool]:
+    """Decay matrices only: biases and LayerNorm scales/offsets (rank 1) are not decayed."""
+    return {k: len(s) > 1 for k, s in shapes.items()}
+
+
+def make_optimizer(
+    train_cfg,
+    shapes: Mapping[str, Sequence[int]],
+    logical_axes: Mapping[str, Sequence[str | None] | None],
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """AdamW (+ clipping) on the trainable parameters, zero updates (and no Adam state) on frozen ones.
+
+    Reads ``train.{learning_rate,num_steps,warmup_steps,decay,weight_decay,clip_norm,trainable}``.
+    Returns the transformation and its learning-rate schedule (for logging).
+    """
+    schedule = learning_rate_schedule(
+        train_cfg.learning_rate, train_cfg.num_steps, train_cfg.warmup_steps, train_cfg.decay
+    )
+    parts = []
+    if train_cfg.clip_norm and train_cfg.clip_norm > 0:
+        parts.append(optax.clip_by_global_norm(train_cfg.clip_norm))
+    parts.append(optax.adamw(schedule, weight_decay=train_cfg.weight_decay, mask=weight_decay_mask(shapes)))
+    adamw = optax.chain(*parts)
+    mask = trainable_mask(logical_axes, train_cfg.get("trainable", "all"))
+    if all(mask.values()):
+        return adamw, schedule
+    labels = {k: "train" if m else "frozen" for k, m in mask.items()}
+    return optax.multi_transform({"train": adamw, "frozen": optax.set_to_zero()}, labels), schedule

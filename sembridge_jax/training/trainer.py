@@ -1,0 +1,351 @@
+"""The sharded SPLADE fine-tuning loop (big_vision style: build mesh, build state, loop, log, save).
+
+The model is split once into a static graph and a flat ``{path: array}`` parameter dict; the train
+step is a pure function of ``(state, batch)`` jitted with explicit in/out shardings and the state
+donated. Queries and documents of the GLOBAL batch are encoded and scored inside that one jit,
+so in-batch negatives span every device (the compiler inserts the gathers).
+
+Gradient accumulation (``train.grad_accum_steps = A``) scans over A micro-batches of B / A
+examples inside the step and averages their gradients: in-batch negatives then come from the
+micro-batch (B / A queries, still across all devices), not from the whole batch of B, and the
+FLOPS term is a micro-batch mean, exactly as if each micro-batch were a batch of its own.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from sembridge_jax.training import losses, optim, sharding
+from sembridge_jax.training.checkpoint import Checkpointer
+from sembridge_jax.training.logging import MetricsWriter, bar_postfix, plot_curves, progress_bar
+
+log = logging.getLogger(__name__)
+
+TrainState = dict[str, Any]  # {"params": {path: array}, "opt": optax state, "step": int32 scalar}
+
+
+# ----------------------------------------------------------------------------- model <-> flat params
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamLayout:
+    """How a flat parameter dict maps back onto the NNX module it came from."""
+
+    graphdef: Any
+    template: nnx.State  # the Param variables (values ignored), keeps their metadata
+    rest: nnx.State  # non-parameter state, closed over as constants
+    paths: dict[str, tuple]  # "encoder.layers.0.attn.query.kernel" -> nnx path tuple
+    logical_axes: dict[str, tuple | None]  # path -> logical axis names (models/ metadata)
+    shapes: dict[str, tuple[int, ...]]
+
+
+def split_model(model: nnx.Module) -> tuple[ParamLayout, dict[str, jax.Array]]:
+    """Split ``model`` into a ``ParamLayout`` and its parameters ``{"a.b.c": array}``."""
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    flat = dict(nnx.to_flat_state(params))
+    paths = {".".join(map(str, p)): p for p in flat}
+    logical = {k: _logical_axes(flat[p]) for k, p in paths.items()}
+    shapes = {k: tuple(flat[p].shape) for k, p in paths.items()}
+    values = {k: flat[p].get_value() for k, p in paths.items()}
+    return ParamLayout(graphdef, params, rest, paths, logical, shapes), values
+
+
+def _logical_axes(var: nnx.Variable) -> tuple | None:
+    names = var.get_metadata().get("out_sharding")
+    return tuple(names) if names else None
+
+
+def merge_model(layout: ParamLayout, params: Mapping[str, jax.Array]) -> nnx.Module:
+    """The module with ``params`` in place (works on traced values inside jit)."""
+    flat = dict(nnx.to_flat_state(layout.template))
+    for key, path in layout.paths.items():
+        flat[path] = flat[path].replace(params[key])
+    return nnx.merge(layout.graphdef, nnx.State.from_flat_path(flat), layout.rest)
+
+
+# ----------------------------------------------------------------------------- loss + step
+
+
+def encode_batch(model: nnx.Module, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """SPLADE vectors of the batch: queries [B, V] and documents [B, 1 + H, V] (positive first).
+
+    Batch keys: ``query_input_ids``/``query_attention_mask`` [B, Lq] and
+    ``doc_input_ids``/``doc_attention_mask`` [B, 1 + H, Ld] (optional ``*_token_type_ids``).
+    """
+    q = model.splade(batch["query_input_ids"], batch["query_attention_mask"], batch.get("query_token_type_ids"))
+    ids = batch["doc_input_ids"]
+    b, group, length = ids.shape
+    flat = lambda x: None if x is None else x.reshape(b * group, length)
+    d = model.splade(flat(ids), flat(batch["doc_attention_mask"]), flat(batch.get("doc_token_type_ids")))
+    return q, d.reshape(b, group, -1)
+
+
+def splade_objective(settings: losses.LossSettings) -> Callable:
+    """``objective(model, batch, step) -> (loss, metrics)``: the configured SPLADE loss."""
+
+    def objective(model, batch, step):
+        q, d = encode_batch(model, batch)
+        xling = None
+        if settings.xling_weight:
+            src = model.splade(batch["src_input_ids"], batch["src_attention_mask"], batch.get("src_token_type_ids"))
+            tgt = model.splade(batch["tgt_input_ids"], batch["tgt_attention_mask"], batch.get("tgt_token_type_ids"))
+            xling = (src, tgt)
+        return losses.total_loss(settings, q, d, step, teacher_scores=batch.get("teacher_scores"), xling=xling)
+
+    return objective
+
+
+def make_train_step(
+    layout: ParamLayout,
+    tx: optax.GradientTransformation,
+    objective: Callable,
+    *,
+    grad_accum_steps: int = 1,
+    learning_rate: optax.Schedule | None = None,
+) -> Callable[[TrainState, Mapping[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
+    """The pure train step ``(state, batch) -> (state, metrics)`` (not yet jitted).
+
+    With ``grad_accum_steps = A > 1`` every batch array carries a leading micro-batch axis of
+    size A and the gradients of the A micro-batches are averaged (see the module docstring).
+    Metrics are means over micro-batches, plus ``grad_norm`` (before clipping) and ``learning_rate``.
+    """
+
+    def loss_fn(params, batch, step):
+        return objective(merge_model(layout, params), batch, step)
+
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+    def step_fn(state: TrainState, batch):
+        params, step = state["params"], state["step"]
+        if grad_accum_steps == 1:
+            (_, metrics), grads = grad_fn(params, batch, step)
+        else:
+
+            def micro(carry, mb):
+                (_, m), g = grad_fn(params, mb, step)
+                return jax.tree.map(jnp.add, carry, (g, m)), None
+
+            (_, m_shape), g_shape = jax.eval_shape(grad_fn, params, _first(batch), step)
+            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (g_shape, m_shape))
+            (grads, metrics), _ = jax.lax.scan(micro, zeros, batch)
+            grads, metrics = jax.tree.map(lambda x: x / grad_accum_steps, (grads, metrics))
+        metrics = dict(metrics, grad_norm=optax.global_norm(grads))
+        if learning_rate is not None:
+            metrics["learning_rate"] = learning_rate(step)
+        updates, opt = tx.update(grads, state["opt"], params)
+        new = {"params": optax.apply_updates(params, updates), "opt": opt, "step": step + 1}
+        return new, metrics
+
+    return step_fn
+
+
+def _first(batch):
+    return jax.tree.map(lambda x: x[0], batch)
+
+
+@dataclasses.dataclass
+class ShardedStep:
+    """The jitted train step with its shardings."""
+
+    mesh: Mesh
+    state_sharding: Any
+    batch_leading: int  # unsplit leading batch dims (1 with gradient accumulation)
+    step: Callable
+    abstract_state: Any  # ShapeDtypeStructs with shardings (for checkpoint restore)
+
+    def put_batch(self, local_batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+        """This process's batch slice -> global arrays split over the data axes."""
+        return sharding.global_batch(local_batch, self.mesh, self.batch_leading)
+
+
+def build_sharded_step(
+    layout: ParamLayout,
+    tx: optax.GradientTransformation,
+    objective: Callable,
+    mesh: Mesh,
+    rules,
+    *,
+    grad_accum_steps: int = 1,
+    learning_rate: optax.Schedule | None = None,
+) -> ShardedStep:
+    """Shardings for parameters (from logical axes + rules), optimiser state (like its parameter)
+    and batch (data axes), and the train step jitted with them and with the state donated."""
+    param_sh = sharding.param_shardings(layout.logical_axes, layout.shapes, mesh, rules)
+    abstract_params = {k: jax.ShapeDtypeStruct(s, _param_dtype(layout, k)) for k, s in layout.shapes.items()}
+    abstract_opt = jax.eval_shape(tx.init, abstract_params)
+    state_sh = {
+        "params": param_sh,
+        "opt": sharding.like_params(abstract_opt, param_sh, layout.shapes, mesh),
+        "step": sharding.replicated(mesh),
+    }
+    abstract = {"params": abstract_params, "opt": abstract_opt, "step": jax.ShapeDtypeStruct((), jnp.int32)}
+    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sh)
+    leading = 1 if grad_accum_steps > 1 else 0
+    fn = make_train_step(layout, tx, objective, grad_accum_steps=grad_accum_steps, learning_rate=learning_rate)
+    jitted = jax.jit(
+        fn,
+        in_shardings=(state_sh, sharding.batch_sharding(mesh, leading)),
+        out_shardings=(state_sh, sharding.replicated(mesh)),
+        donate_argnums=0,
+    )
+    return ShardedStep(mesh, state_sh, leading, jitted, abstract)
+
+
+def _param_dtype(layout: ParamLayout, key: str):
+    return dict(nnx.to_flat_state(layout.template))[layout.paths[key]].get_value().dtype
+
+
+def init_state(
+    params: Mapping[str, jax.Array], tx: optax.GradientTransformation, state_sharding
+) -> TrainState:
+    """Place the parameters with their shardings and build the optimiser state already sharded."""
+    params = jax.device_put(dict(params), state_sharding["params"])
+    init = jax.jit(
+        lambda p: {"params": p, "opt": tx.init(p), "step": jnp.zeros((), jnp.int32)},
+        in_shardings=(state_sharding["params"],),
+        out_shardings=state_sharding,
+    )
+    return init(params)
+
+
+def micro_batches(batch: Mapping[str, np.ndarray], grad_accum_steps: int) -> dict[str, np.ndarray]:
+    """Reshape a host batch [B, ...] into [A, B / A, ...] for gradient accumulation (A > 1)."""
+    if grad_accum_steps == 1:
+        return dict(batch)
+    out = {}
+    for k, v in batch.items():
+        if v.shape[0] % grad_accum_steps:
+            raise ValueError(f"batch[{k!r}] has {v.shape[0]} rows, not divisible by grad_accum_steps={grad_accum_steps}")
+        out[k] = v.reshape(grad_accum_steps, v.shape[0] // grad_accum_steps, *v.shape[1:])
+    return out
+
+
+# ----------------------------------------------------------------------------- preemption
+
+
+class PreemptionFlag:
+    """Set by SIGTERM (TPU preemption notice, ``kill``); the loop saves and stops at the next step."""
+
+    def __init__(self):
+        self._event = threading.Event()
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, lambda *_: self._event.set())
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+
+def check_finite(step: int, metrics: Mapping[str, float]) -> None:
+    """Stop the run on a NaN/inf loss or gradient norm, naming the step and the bad values."""
+    bad = {k: v for k, v in metrics.items() if k in ("loss", "grad_norm") and not np.isfinite(v)}
+    if bad:
+        raise FloatingPointError(
+            f"non-finite training values at step {step}: {bad}; stopping without saving this state "
+            "(the last checkpoint is left as it was). Lower train.learning_rate or check the data."
+        )
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What ``fit`` returns: the trained model, the step reached and why the loop ended."""
+
+    model: nnx.Module
+    step: int
+    status: str  # "done" | "preempted"
+    last_metrics: dict[str, float]
+
+
+def fit(
+    config,
+    model: nnx.Module,
+    workdir: str | Path,
+    data,
+    *,
+    evaluate: Callable[[nnx.Module], Mapping[str, float]] | None = None,
+    objective: Callable | None = None,
+    mesh: Mesh | None = None,
+    desc: str = "train",
+) -> FitResult:
+    """Fine-tune ``model`` for ``config.train.num_steps`` steps, resuming from ``workdir``'s newest
+    checkpoint (parameters, optimiser state, step, data position; the RNG is the seed, stored).
+
+    ``data`` offers ``next_batch() -> {name: np.ndarray}`` (this process's rows), ``state()`` and
+    ``restore(state)`` (``training.data.TrainData``). ``evaluate(model) -> {metric: value}`` runs
+    every ``train.eval_every`` steps (0 = never here). Checkpoints every ``checkpoint.every_steps``
+    and at the end; on SIGTERM saves at once and returns with status "preempted". A NaN/inf loss or
+    gradient raises ``FloatingPointError`` without saving, leaving the last good checkpoint newest.
+    """
+    workdir = Path(workdir)
+    tcfg = config.train
+    mesh = mesh or sharding.make_mesh(config.mesh.axes)
+    layout, params = split_model(model)
+    tx, schedule = optim.make_optimizer(tcfg, layout.shapes, layout.logical_axes)
+    objective = objective or splade_objective(losses.loss_settings(config))
+    sharded = build_sharded_step(
+        layout, tx, objective, mesh, config.mesh.rules,
+        grad_accum_steps=tcfg.grad_accum_steps, learning_rate=schedule,
+    )
+    ckpt = Checkpointer(workdir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep,
+                        async_save=config.checkpoint.async_save)
+    start = ckpt.latest_step()
+    if start is None:
+        state = init_state(params, tx, sharded.state_sharding)
+        start = 0
+    else:
+        state, data_state, meta = ckpt.restore(start, sharded.abstract_state)
+        if meta.get("seed", config.seed) != config.seed:
+            raise ValueError(f"{ckpt.directory} was written with seed {meta['seed']}, config.seed is {config.seed}: "
+                             "use a fresh workdir or the same seed")
+        data.restore(data_state)
+        log.info("resumed from %s step %d", ckpt.directory, start)
+    del params  # the state owns (donated) copies from here on
+    writer = MetricsWriter(workdir, resume_step=start)
+    step, status, last = start, "done", {}
+    try:
+        with PreemptionFlag() as preempted, progress_bar(tcfg.num_steps, start, desc) as bar:
+            while step < tcfg.num_steps:
+                batch = sharded.put_batch(micro_batches(data.next_batch(), tcfg.grad_accum_steps))
+                state, metrics = sharded.step(state, batch)
+                step += 1
+                last = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                check_finite(step, last)
+                bar.update(1)
+                bar.set_postfix(bar_postfix(last), refresh=False)
+                if step % tcfg.log_every == 0 or step == tcfg.num_steps:
+                    writer.write(step, last)
+                if evaluate is not None and tcfg.eval_every and step % tcfg.eval_every == 0:
+                    writer.write(step, evaluate(merge_model(layout, state["params"])), prefix="dev/")
+                final = step == tcfg.num_steps or bool(preempted)
+                ckpt.save(step, state, data.state(), {"loss": last["loss"], "seed": config.seed}, force=final)
+                if preempted:
+                    status = "preempted"
+                    log.warning("SIGTERM: saved step %d to %s; rerun the same command to resume", step, ckpt.directory)
+                    break
+    finally:
+        ckpt.close()  # waits for pending (good) saves; a failed step never reached save()
+        writer.close()
+    plot_curves(workdir)
+    return FitResult(merge_model(layout, state["params"]), step, status, last)

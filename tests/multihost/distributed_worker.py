@@ -1,0 +1,54 @@
+"""Worker for tests/test_multihost.py: exercise ``initialise_distributed`` and ``run_on_main_process``.
+
+Usage: python distributed_worker.py OUT_DIR. Joins the job described by SEMBRIDGE_* variables, runs
+a precompute that appends one line per build to OUT_DIR/builds.txt, checks every process reads the
+same artifact, then checks a failing build raises on every process (no hang). Writes
+OUT_DIR/result-<process>.json.
+"""
+import json
+import sys
+from pathlib import Path
+
+from sembridge_jax.training.distributed import initialise_distributed, run_on_main_process
+
+out = Path(sys.argv[1])
+plan = initialise_distributed(timeout_s=60)
+again = initialise_distributed(timeout_s=60)
+
+import jax  # noqa: E402  (after initialisation, as real programs do)
+
+
+def build(path):
+    with open(out / "builds.txt", "a") as f:
+        f.write(f"process {jax.process_index()}\n")
+    path.mkdir()
+    (path / "alignment.json").write_text(json.dumps({"built_by": jax.process_index(), "rows": [1, 2, 3]}))
+
+
+def load(path):
+    return json.loads((path / "alignment.json").read_text())
+
+
+first = run_on_main_process(build, out / "artifact", load_fn=load)
+second = run_on_main_process(build, out / "artifact", load_fn=load)  # reused: no second build
+
+
+def broken(path):
+    raise OSError("disk full (simulated)")
+
+
+try:
+    run_on_main_process(broken, out / "broken")
+    failure = None
+except Exception as e:  # noqa: BLE001 - the test checks the type and message
+    failure = f"{type(e).__name__}: {e}"
+
+(out / f"result-{jax.process_index()}.json").write_text(json.dumps({
+    "plan": [plan.mode, plan.num_processes, plan.process_id],
+    "idempotent": again is plan,
+    "process_count": jax.process_count(),
+    "devices": jax.device_count(),
+    "first": first,
+    "second": second,
+    "failure": failure,
+}))

@@ -1,0 +1,219 @@
+"""Multi-host correctness on one machine: several local CPU processes, each with simulated devices,
+joined by ``jax.distributed`` (gloo collectives) through ``training/distributed.py``.
+
+Every worker runs in its own process group under a deadline; a hung worker is killed with its group
+and the test fails with the workers' logs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sembridge_jax.training.distributed import DistributedPlan, plan_distributed, run_on_main_process
+
+REPO = Path(__file__).resolve().parents[1]
+WORKERS = Path(__file__).resolve().parent / "multihost"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def launch(script: str, args: list[str], *, processes: int, devices: int, logs: Path, timeout_s: float = 150):
+    """Run ``processes`` copies of ``tests/multihost/<script>`` (``devices`` simulated CPU devices
+    each; one process = no coordinator) and fail with their logs unless all exit 0 in time."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEMBRIDGE_", "JAX_COORDINATOR"))}
+    env.update(
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1",
+    )
+    if processes > 1:
+        env.update(SEMBRIDGE_COORDINATOR=f"localhost:{_free_port()}", SEMBRIDGE_NUM_PROCESSES=str(processes))
+    logs.mkdir(parents=True, exist_ok=True)
+    procs, files = [], []
+    for i in range(processes):
+        files.append(open(logs / f"{Path(script).stem}-{i}.log", "w"))
+        procs.append(subprocess.Popen(
+            [sys.executable, str(WORKERS / script), *args],
+            env={**env, "SEMBRIDGE_PROCESS_ID": str(i)} if processes > 1 else env,
+            stdout=files[-1], stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+        ))
+    deadline = time.monotonic() + timeout_s
+    try:
+        codes = [p.wait(timeout=max(deadline - time.monotonic(), 0.1)) for p in procs]
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        codes, timed_out = [p.poll() for p in procs], True
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        for f in files:
+            f.close()
+    if timed_out or any(codes):
+        text = "\n".join(f"--- process {i} (exit {c}) ---\n" + _tail(logs / f"{Path(script).stem}-{i}.log")
+                         for i, c in enumerate(codes))
+        pytest.fail(f"{script} x{processes}: {'timed out' if timed_out else 'failed'}\n{text}")
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    kept = [s for s in path.read_text().splitlines() if not s.startswith("[Gloo]")]
+    return "\n".join(kept[-lines:])
+
+
+# ---- the decision, single process ------------------------------------------------------------
+
+def test_plan_single_by_default():
+    assert plan_distributed({}, cloud_tpu_vm=False) == DistributedPlan("single")
+
+
+def test_plan_explicit_from_env():
+    env = {"SEMBRIDGE_COORDINATOR": "10.0.0.1:1234", "SEMBRIDGE_NUM_PROCESSES": "4", "SEMBRIDGE_PROCESS_ID": "3"}
+    assert plan_distributed(env, cloud_tpu_vm=True) == DistributedPlan("explicit", "10.0.0.1:1234", 4, 3)
+
+
+def test_plan_auto_for_launchers_jax_detects():
+    for env in ({"TPU_WORKER_HOSTNAMES": "h0,h1"}, {"SLURM_NTASKS": "8"}, {"OMPI_COMM_WORLD_SIZE": "2"},
+                {"JAX_COORDINATOR_ADDRESS": "h0:1"}, {"SEMBRIDGE_DISTRIBUTED": "1"}):
+        assert plan_distributed(env, cloud_tpu_vm=False).mode == "auto", env
+    assert plan_distributed({}, cloud_tpu_vm=True).mode == "auto"
+    assert plan_distributed({"SEMBRIDGE_DISTRIBUTED": "0"}, cloud_tpu_vm=True).mode == "single"
+    assert plan_distributed({"TPU_WORKER_HOSTNAMES": "h0", "SLURM_NTASKS": "1"}, cloud_tpu_vm=False).mode == "single"
+
+
+@pytest.mark.parametrize("env, match", [
+    ({"SEMBRIDGE_COORDINATOR": "h:1", "SEMBRIDGE_PROCESS_ID": "0"}, "SEMBRIDGE_NUM_PROCESSES must be set"),
+    ({"SEMBRIDGE_COORDINATOR": "h:1", "SEMBRIDGE_NUM_PROCESSES": "two", "SEMBRIDGE_PROCESS_ID": "0"},
+     "SEMBRIDGE_NUM_PROCESSES='two' is not an integer"),
+    ({"SEMBRIDGE_COORDINATOR": "h:1", "SEMBRIDGE_NUM_PROCESSES": "2", "SEMBRIDGE_PROCESS_ID": "2"},
+     r"SEMBRIDGE_PROCESS_ID=2 must lie in \[0, SEMBRIDGE_NUM_PROCESSES=2\)"),
+    ({"SEMBRIDGE_COORDINATOR": "h", "SEMBRIDGE_NUM_PROCESSES": "2", "SEMBRIDGE_PROCESS_ID": "0"}, "host:port"),
+    ({"SEMBRIDGE_DISTRIBUTED": "yes"}, "SEMBRIDGE_DISTRIBUTED='yes'"),
+])
+def test_plan_rejects_bad_settings(env, match):
+    with pytest.raises(ValueError, match=match):
+        plan_distributed(env, cloud_tpu_vm=False)
+
+
+def test_run_on_main_process_single(tmp_path):
+    calls = []
+
+    def build(path):
+        calls.append(path)
+        path.write_text("rows")
+
+    out = tmp_path / "cache" / "alignment.txt"
+    assert run_on_main_process(build, out, load_fn=lambda p: p.read_text()) == "rows"
+    assert run_on_main_process(build, out) == out and len(calls) == 1  # reused
+    run_on_main_process(build, out, reuse=False)
+    assert len(calls) == 2 and not list(out.parent.glob(".*tmp*"))  # built in a temp path, renamed
+
+    def broken(path):
+        path.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        run_on_main_process(broken, tmp_path / "broken.txt")
+    assert not (tmp_path / "broken.txt").exists()
+    with pytest.raises(FileNotFoundError, match="without writing its artifact"):
+        run_on_main_process(lambda p: None, tmp_path / "never.txt")
+
+
+# ---- several processes ------------------------------------------------------------------------
+
+def test_run_on_main_process_two_processes(tmp_path):
+    launch("distributed_worker.py", [str(tmp_path)], processes=2, devices=2, logs=tmp_path / "logs", timeout_s=90)
+    assert (tmp_path / "builds.txt").read_text() == "process 0\n"  # built once, by process 0, not rebuilt
+    for i in range(2):
+        r = json.loads((tmp_path / f"result-{i}.json").read_text())
+        assert r["plan"] == ["explicit", 2, i] and r["idempotent"]
+        assert r["process_count"] == 2 and r["devices"] == 4
+        assert r["first"] == r["second"] == {"built_by": 0, "rows": [1, 2, 3]}
+        expected = "OSError: disk full (simulated)" if i == 0 else "RuntimeError: process 0 failed to build"
+        assert r["failure"].startswith(expected), r["failure"]
+
+
+# ---- the real pipeline: bridge precompute + trainer.fit over 8 devices, in 1, 2 and 4 processes --------
+
+STEPS, RESUME_AT = 6, 4
+
+
+@pytest.fixture(scope="module")
+def setup_dir(tmp_path_factory) -> Path:
+    """A tiny source BERT (also the bridge), a target tokenizer that permutes and extends the source
+    vocabulary (copies + new tokens that need bridge weights) and lexical-match training data."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from train_tiny import NUM_WORDS, SPECIALS, tiny_dataset
+
+    root = tmp_path_factory.mktemp("multihost_setup")
+    words = [f"w{i}" for i in range(NUM_WORDS)]
+    vocabs = {"source": SPECIALS + words,
+              "target": SPECIALS + words[::-1] + ["z0", "z1", "z2", "##s", "w1w2"]}
+    for name, vocab in vocabs.items():
+        (root / name).mkdir()
+        (root / name / "vocab.txt").write_text("\n".join(vocab) + "\n")
+        BertTokenizerFast(vocab_file=str(root / name / "vocab.txt"), do_lower_case=True).save_pretrained(root / name)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(vocabs["source"]), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=32)
+    BertForMaskedLM(cfg).save_pretrained(root / "source")
+    tiny_dataset(root / "train.jsonl")
+    return root
+
+
+def _train(setup_dir: Path, workdir: Path, processes: int, devices: int, resume_at: int = 0) -> dict:
+    args = [str(setup_dir), str(workdir), "--steps", str(STEPS)] + (["--resume-at", str(resume_at)] if resume_at else [])
+    launch("train_worker.py", args, processes=processes, devices=devices, logs=workdir / "logs", timeout_s=240)
+    from sembridge_jax.training.logging import read_metrics
+
+    metrics = {}
+    for record in read_metrics(workdir / "metrics.jsonl"):
+        metrics[record["step"]] = record
+    return {
+        "result": json.loads((workdir / "result.json").read_text()),
+        "builds": (workdir / "builds.txt").read_text().splitlines(),
+        "losses": [metrics[s]["loss"] for s in range(1, STEPS + 1)],
+        "params": dict(np.load(workdir / "params.npz")),
+        "checkpoints": sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()),
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(setup_dir, tmp_path_factory) -> dict:
+    """One process with 8 devices, 6 uninterrupted steps."""
+    run = _train(setup_dir, tmp_path_factory.mktemp("single"), processes=1, devices=8)
+    assert run["result"]["plan"] == ["single", 1] and run["result"]["devices"] == 8
+    assert run["builds"] == ["process 0 of 1"]
+    return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [2, 4])
+def test_multiprocess_training_matches_single_process(setup_dir, reference, tmp_path, processes):
+    run = _train(setup_dir, tmp_path, processes=processes, devices=8 // processes, resume_at=RESUME_AT)
+    assert run["result"] == dict(reference["result"], plan=["explicit", processes])
+    assert run["result"]["mesh"] == {"data": 4, "fsdp": 2} and run["result"]["step"] == STEPS
+    assert run["builds"] == [f"process 0 of {processes}"]  # the precompute ran once, on process 0
+    assert run["checkpoints"][-1] == STEPS and RESUME_AT in run["checkpoints"]
+    assert np.isfinite(reference["losses"]).all() and reference["losses"][-1] < reference["losses"][0]
+    np.testing.assert_allclose(run["losses"], reference["losses"], rtol=1e-5, atol=1e-5)
+    assert run["params"].keys() == reference["params"].keys()
+    for k, ref in reference["params"].items():
+        np.testing.assert_allclose(run["params"][k], ref, rtol=1e-5, atol=1e-5, err_msg=k)
