@@ -1,7 +1,7 @@
 """naver/splade-v3 -> Chinese (the paper's setting; needs the HF hub and an accelerator).
 
 Command:
-  python -m sembridge_jax.train --config configs/zh_splade.py --workdir runs/zh_splade
+  python train.py --config configs/zh_splade.py --workdir runs/zh_splade
 
 Expected (paper, mean over ar/zh/hi/ko/ru, nDCG@10): SemBridge zero-shot MIRACL 0.179,
 after WebFAQ fine-tuning 0.319 (multivariate Gaussian init: 0.104 / 0.307). Not yet

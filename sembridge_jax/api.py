@@ -93,6 +93,8 @@ class SparseEncoder:
         """
         if isinstance(texts, str):
             raise TypeError("encode expects a list of texts, not a single string")
+        if len(texts) == 0:
+            return sp.csr_matrix((0, self.vocab_size), dtype=np.float32)
         items = self.tokenize(texts, max_length)
         order = np.argsort([len(it["input_ids"]) for it in items], kind="stable")
         chunk = self.config.splade_chunk_size if chunk_size is None else chunk_size
@@ -107,8 +109,6 @@ class SparseEncoder:
             out = _splade_batch(graphdef, state, ids, mask, types if self.config.type_vocab_size else None,
                                 top_k, chunk)
             blocks.append(sp.csr_matrix(np.asarray(out)[:len(batch)], dtype=np.float32))
-        if not blocks:
-            return sp.csr_matrix((0, self.vocab_size), dtype=np.float32)
         return sp.vstack(blocks, format="csr")[np.argsort(order)]
 
     def save_pretrained(self, out_dir: str | Path, *, pooling: str | None = None) -> Path:

@@ -45,7 +45,7 @@ def test_gradients_through_chunked_head_equal_unchunked(pooling):
 
     full = jax.grad(loss, argnums=(0, 1, 2))(h, W, b, 0)
     chunked = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)(h, W, b, 4)
-    for g_full, g_chunk in zip(full, chunked):
+    for g_full, g_chunk in zip(full, chunked, strict=False):
         assert np.abs(np.asarray(g_full)).max() > 0
         np.testing.assert_allclose(np.asarray(g_chunk), np.asarray(g_full), atol=1e-5)
 
@@ -54,7 +54,7 @@ def test_top_k_keeps_exactly_the_k_largest():
     w = jax.random.uniform(jax.random.PRNGKey(3), (4, 100))
     pruned = np.asarray(keep_top_k(w, 7))
     w = np.asarray(w)
-    for row, kept in zip(w, pruned):
+    for row, kept in zip(w, pruned, strict=False):
         nz = np.flatnonzero(kept)
         assert len(nz) == 7
         assert set(nz) == set(np.argsort(-row)[:7])
@@ -75,7 +75,7 @@ def test_dense_pool_mean_cls_normalised():
 
 
 def test_chunked_head_compiles_to_less_memory():
-    """The chunked head's compiled temp memory stays well below the full [B, L, V] float32 logits."""
+    """Forward + backward of the chunked head needs a fraction of the unchunked head's temp memory."""
     B, L, d, V = 4, 64, 16, 2048
     h, W, b = jnp.zeros((B, L, d)), jnp.zeros((V, d)), jnp.zeros((V,))
     mask = jnp.ones((B, L))
@@ -84,6 +84,6 @@ def test_chunked_head_compiles_to_less_memory():
         fn = jax.jit(jax.grad(lambda h, W: splade_pool(h, mask, W, b, "max", chunk).sum(), argnums=(0, 1)))
         return fn.lower(h, W).compile().memory_analysis().temp_size_in_bytes
 
-    full_logits = B * L * V * 4
-    assert temp_bytes(0) >= full_logits
-    assert temp_bytes(8) < full_logits / 2
+    full, chunked = temp_bytes(0), temp_bytes(8)
+    assert full >= B * L * V * 4  # the unchunked backward holds at least the [B, L, V] float32 logits
+    assert chunked < full / 4

@@ -30,7 +30,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(script: str, args: list[str], *, processes: int, devices: int, logs: Path, timeout_s: float = 150):
+def launch(script: str, args: list[str], *, processes: int, devices: int, logs: Path, timeout_s: float = 150,
+           extra_env: dict[str, str] | None = None) -> None:
     """Run ``processes`` copies of ``tests/multihost/<script>`` (``devices`` simulated CPU devices
     each; one process = no coordinator) and fail with their logs unless all exit 0 in time."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEMBRIDGE_", "JAX_COORDINATOR"))}
@@ -39,6 +40,7 @@ def launch(script: str, args: list[str], *, processes: int, devices: int, logs: 
         XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
         PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
         OMP_NUM_THREADS="1",
+        **(extra_env or {}),
     )
     if processes > 1:
         env.update(SEMBRIDGE_COORDINATOR=f"localhost:{_free_port()}", SEMBRIDGE_NUM_PROCESSES=str(processes))
@@ -152,8 +154,14 @@ def test_run_on_main_process_two_processes(tmp_path):
 STEPS, RESUME_AT = 6, 4
 
 
-@pytest.fixture(scope="module")
-def setup_dir(tmp_path_factory) -> Path:
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory, worker_id) -> Path:
+    """A folder all pytest-xdist workers of this session share (the session's own without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+def make_setup(root: Path) -> None:
     """A tiny source BERT (also the bridge), a target tokenizer that permutes and extends the source
     vocabulary (copies + new tokens that need bridge weights) and lexical-match training data."""
     import torch
@@ -162,12 +170,11 @@ def setup_dir(tmp_path_factory) -> Path:
     sys.path.insert(0, str(REPO / "tests"))
     from train_tiny import NUM_WORDS, SPECIALS, tiny_dataset
 
-    root = tmp_path_factory.mktemp("multihost_setup")
     words = [f"w{i}" for i in range(NUM_WORDS)]
     vocabs = {"source": SPECIALS + words,
               "target": SPECIALS + words[::-1] + ["z0", "z1", "z2", "##s", "w1w2"]}
     for name, vocab in vocabs.items():
-        (root / name).mkdir()
+        (root / name).mkdir(parents=True)
         (root / name / "vocab.txt").write_text("\n".join(vocab) + "\n")
         BertTokenizerFast(vocab_file=str(root / name / "vocab.txt"), do_lower_case=True).save_pretrained(root / name)
     torch.manual_seed(0)
@@ -175,17 +182,22 @@ def setup_dir(tmp_path_factory) -> Path:
                      intermediate_size=64, max_position_embeddings=32)
     BertForMaskedLM(cfg).save_pretrained(root / "source")
     tiny_dataset(root / "train.jsonl")
-    return root
 
 
-def _train(setup_dir: Path, workdir: Path, processes: int, devices: int, resume_at: int = 0) -> dict:
-    args = [str(setup_dir), str(workdir), "--steps", str(STEPS)] + (["--resume-at", str(resume_at)] if resume_at else [])
-    launch("train_worker.py", args, processes=processes, devices=devices, logs=workdir / "logs", timeout_s=240)
+def train(setup: Path, workdir: Path, *, processes: int, devices: int, resume_at: int = 0) -> None:
+    args = [str(setup), str(workdir), "--steps", str(STEPS)] + (["--resume-at", str(resume_at)] if resume_at else [])
+    # A compilation cache shared by the launches: a resumed fit reuses its first fit's executables.
+    cache = {"JAX_COMPILATION_CACHE_DIR": str(setup.parent / "jax_cache"),
+             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}
+    launch("train_worker.py", args, processes=processes, devices=devices, logs=workdir / "logs", timeout_s=300,
+           extra_env=cache)
+
+
+def outcome(workdir: Path) -> dict:
+    """What a finished run left: result.json, the build log, losses per step, final parameters."""
     from sembridge_jax.training.logging import read_metrics
 
-    metrics = {}
-    for record in read_metrics(workdir / "metrics.jsonl"):
-        metrics[record["step"]] = record
+    metrics = {r["step"]: r for r in read_metrics(workdir / "metrics.jsonl")}
     return {
         "result": json.loads((workdir / "result.json").read_text()),
         "builds": (workdir / "builds.txt").read_text().splitlines(),
@@ -195,25 +207,38 @@ def _train(setup_dir: Path, workdir: Path, processes: int, devices: int, resume_
     }
 
 
-@pytest.fixture(scope="module")
-def reference(setup_dir, tmp_path_factory) -> dict:
-    """One process with 8 devices, 6 uninterrupted steps."""
-    run = _train(setup_dir, tmp_path_factory.mktemp("single"), processes=1, devices=8)
+@pytest.fixture(scope="session")
+def reference(shared_dir) -> tuple[Path, dict]:
+    """The setup folder and a run of one process with 8 devices, 6 uninterrupted steps (made once
+    per session, under a lock, whichever xdist worker asks first)."""
+    from filelock import FileLock
+
+    setup, workdir = shared_dir / "multihost" / "setup", shared_dir / "multihost" / "single"
+    with FileLock(str(shared_dir / "multihost.lock")):
+        if not (setup / "train.jsonl").is_file():
+            make_setup(setup)
+        if not (workdir / "result.json").is_file():
+            train(setup, workdir, processes=1, devices=8)
+    run = outcome(workdir)
     assert run["result"]["plan"] == ["single", 1] and run["result"]["devices"] == 8
     assert run["builds"] == ["process 0 of 1"]
-    return run
+    return setup, run
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("processes", [2, 4])
-def test_multiprocess_training_matches_single_process(setup_dir, reference, tmp_path, processes):
-    run = _train(setup_dir, tmp_path, processes=processes, devices=8 // processes, resume_at=RESUME_AT)
-    assert run["result"] == dict(reference["result"], plan=["explicit", processes])
+def test_multiprocess_training_matches_single_process(reference, tmp_path, processes):
+    """N processes x 8/N devices: bridge built once on process 0, trained with a checkpoint restore
+    half-way (onto a randomly initialised model), same losses and parameters as 1 process x 8."""
+    setup, single = reference
+    train(setup, tmp_path, processes=processes, devices=8 // processes, resume_at=RESUME_AT)
+    run = outcome(tmp_path)
+    assert run["result"] == dict(single["result"], plan=["explicit", processes])
     assert run["result"]["mesh"] == {"data": 4, "fsdp": 2} and run["result"]["step"] == STEPS
     assert run["builds"] == [f"process 0 of {processes}"]  # the precompute ran once, on process 0
-    assert run["checkpoints"][-1] == STEPS and RESUME_AT in run["checkpoints"]
-    assert np.isfinite(reference["losses"]).all() and reference["losses"][-1] < reference["losses"][0]
-    np.testing.assert_allclose(run["losses"], reference["losses"], rtol=1e-5, atol=1e-5)
-    assert run["params"].keys() == reference["params"].keys()
-    for k, ref in reference["params"].items():
+    assert RESUME_AT in run["checkpoints"] and run["checkpoints"][-1] == STEPS
+    assert np.isfinite(single["losses"]).all() and single["losses"][-1] < single["losses"][0]
+    np.testing.assert_allclose(run["losses"], single["losses"], rtol=1e-5, atol=1e-5)
+    assert run["params"].keys() == single["params"].keys()
+    for k, ref in single["params"].items():
         np.testing.assert_allclose(run["params"][k], ref, rtol=1e-5, atol=1e-5, err_msg=k)

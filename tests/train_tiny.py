@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-NUM_WORDS = 120
+NUM_WORDS = 123  # vocabulary of 128: splits evenly over 2, 4 or 8 devices
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 

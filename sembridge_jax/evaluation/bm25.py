@@ -65,7 +65,7 @@ class BM25Retriever:
     def ranks(self, queries: list[str], targets: list[np.ndarray]) -> list[np.ndarray]:
         """1-based ranks of target document indices in each query's full ranking (order as in `search`)."""
         out = []
-        for q, t in zip(self._query_tokens(queries), targets):
+        for q, t in zip(self._query_tokens(queries), targets, strict=True):
             scores = self.model.get_scores(q) if q else np.zeros(self.n_docs, dtype=np.float32)
             idx = np.flatnonzero(scores > 0)
             out.append(rank_in_row(scores[idx], idx, np.asarray(t, dtype=np.int64)))

@@ -73,7 +73,8 @@ def load_beir(folder: str | Path, split: str = "dev") -> RetrievalDataset:
     missing = [q for q in qrels if q not in all_queries]
     if missing:
         raise ValueError(f"{qrels_path}: query ids not in queries.jsonl, e.g. {missing[:3]}")
-    return RetrievalDataset(f"{folder.name}/{split}", corpus, {q: all_queries[q] for q in qrels}, qrels)
+    name = "/".join(folder.resolve().parts[-2:])
+    return RetrievalDataset(f"{name}/{split}", corpus, {q: all_queries[q] for q in qrels}, qrels)
 
 
 def _hf_load(source: str, config_name: str | None, split: str, revision: str | None):
@@ -146,7 +147,7 @@ def build_mixed_pool(target: RetrievalDataset, english: RetrievalDataset, *, id_
         pos = {d: s for d, s in rels.items() if s > 0}
         both = [pairs(d) for d in pos]
         if pos and all(both):
-            qrels[q] = {doc: pos[d] for d, pair in zip(pos, both) for doc in pair}
+            qrels[q] = {doc: pos[d] for d, pair in zip(pos, both, strict=True) for doc in pair}
     if not qrels:
         raise ValueError(f"mixed pool {target.name} + {english.name}: no query has all relevant pages in both")
     return RetrievalDataset(f"mixed[{target.name}+{english.name}]", corpus,
@@ -182,3 +183,12 @@ def subsample(ds: RetrievalDataset, *, max_queries: int = 0, max_docs: int = 0, 
         corpus = ds.corpus
     name = ds.name + (f"[q{max_queries},d{max_docs},s{seed}]" if max_queries or max_docs else "")
     return RetrievalDataset(name, corpus, {q: ds.queries[q] for q in qids}, qrels)
+
+
+def load_eval_dataset(source: str, *, split: str = "dev", subset: str = "", corpus: str = "") -> RetrievalDataset:
+    """One entry point for configs (`eval.beir`, `eval.subset`, `eval.corpus`, `eval.split`): a local BEIR
+    folder, or MIRACL / Mr.TyDi-style topics (hub id or local files) joined with `corpus` when given."""
+    path = Path(source)
+    if path.is_dir() and (path / "corpus.jsonl").is_file():
+        return load_beir(path, split)
+    return load_hf_retrieval(source, corpus or None, language=subset or None, split=split)

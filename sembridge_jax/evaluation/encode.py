@@ -35,7 +35,7 @@ class SparseCollection:
                                                    ensure_ascii=False))
 
     @classmethod
-    def load(cls, stem: str | Path) -> "SparseCollection":
+    def load(cls, stem: str | Path) -> SparseCollection:
         info = json.loads(Path(f"{stem}.json").read_text())
         matrix = sp.load_npz(f"{stem}.npz").tocsr()
         if matrix.shape != (len(info["ids"]), len(info["vocab"])):
@@ -67,7 +67,7 @@ def model_fingerprint(model) -> str:
 def texts_fingerprint(ids: list[str], texts: list[str], **settings) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps(settings, sort_keys=True).encode())
-    for i, t in zip(ids, texts):
+    for i, t in zip(ids, texts, strict=True):
         h.update(i.encode() + b"\0" + t.encode() + b"\0")
     return h.hexdigest()
 
@@ -82,14 +82,14 @@ class CorpusEncoder:
         self.model_key = model_key or model_fingerprint(encoder.model)
 
     @classmethod
-    def from_pretrained(cls, path_or_id: str) -> "CorpusEncoder":
+    def from_pretrained(cls, path_or_id: str) -> CorpusEncoder:
         """An HF / sentence-transformers SPLADE folder or hub id."""
         from sembridge_jax.api import SparseEncoder
 
         return cls(SparseEncoder.from_pretrained(path_or_id))
 
     @classmethod
-    def from_checkpoint(cls, workdir: str | Path, step: int | None = None) -> "CorpusEncoder":
+    def from_checkpoint(cls, workdir: str | Path, step: int | None = None) -> CorpusEncoder:
         """The model of a training run's checkpoint (newest step by default)."""
         from sembridge_jax.api import SparseEncoder
         from sembridge_jax.training.checkpoint import load_model_from_checkpoint

@@ -41,7 +41,7 @@ class EvalSettings:
 def run_from_indices(ds: RetrievalDataset, top_idx: np.ndarray) -> dict[str, list[str]]:
     """Ranked doc ids per query from a [M, k] index matrix (-1 = no document)."""
     ids = ds.doc_ids()
-    return {q: [ids[i] for i in row if i >= 0] for q, row in zip(ds.queries, top_idx)}
+    return {q: [ids[i] for i in row if i >= 0] for q, row in zip(ds.queries, top_idx, strict=True)}
 
 
 def relevant_indices(ds: RetrievalDataset) -> list[np.ndarray]:
@@ -57,7 +57,7 @@ def _finish(row: dict, ds: RetrievalDataset, run, settings: EvalSettings, ranks=
     row.update({"dataset": ds.name, "num_queries": len(ds.queries), "num_docs": len(ds.corpus)})
     row.update(mean_metrics(ds.qrels, run, settings.measures))
     if ranks is not None:
-        row.update(inclination_metrics(dict(zip(ds.queries, ranks)), settings.complete_at))
+        row.update(inclination_metrics(dict(zip(ds.queries, ranks, strict=True)), settings.complete_at))
     return row
 
 

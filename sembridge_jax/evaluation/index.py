@@ -45,14 +45,18 @@ def rank_in_row(data: np.ndarray, idx: np.ndarray, targets: np.ndarray) -> np.nd
 
 
 class InvertedIndex:
-    """Postings of a [N, V] document matrix, stored as a [V, N] CSR matrix (row v = posting list of v)."""
+    """Postings of a [N, V] document matrix, stored as a [V, N] CSR matrix (row v = posting list of v).
 
-    def __init__(self, docs: sp.spmatrix, dtype=np.float32):
+    `max_block_entries` caps queries-per-block x documents, so a block's score rows stay within ~12 bytes
+    per entry x this cap (default 2^25: ~400 MB) however large the collection."""
+
+    def __init__(self, docs: sp.spmatrix, dtype=np.float32, max_block_entries: int = 1 << 25):
         docs = sp.csr_matrix(docs, dtype=dtype)
         docs.eliminate_zeros()
         if docs.data.size and docs.data.min() < 0:
             raise ValueError("InvertedIndex expects non-negative weights (SPLADE vectors are >= 0)")
         self.n_docs, self.vocab_size = docs.shape
+        self.max_block_entries = max_block_entries
         self.postings = docs.T.tocsr()
         self.postings.sort_indices()
 
@@ -60,6 +64,7 @@ class InvertedIndex:
         queries = sp.csr_matrix(queries, dtype=self.postings.dtype)
         if queries.shape[1] != self.vocab_size:
             raise ValueError(f"query vocab size {queries.shape[1]} != index vocab size {self.vocab_size}")
+        block_size = max(1, min(block_size, self.max_block_entries // max(self.n_docs, 1)))
         starts = range(0, queries.shape[0], block_size)
         for s in tqdm(starts, desc=desc, disable=desc is None or len(starts) < 2, unit="block"):
             yield s, (queries[s: s + block_size] @ self.postings).tocsr()

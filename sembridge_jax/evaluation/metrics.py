@@ -60,7 +60,7 @@ def _ir_measures_per_query(qrels: Qrels, run: Run, names: list[str]) -> dict[str
     except Exception as e:  # ir-measures raises several types for bad names
         raise ValueError(f"unknown measure in {names}: {e}") from None
     scored = {q: {d: float(len(docs) - i) for i, d in enumerate(docs)} for q, docs in run.items()}
-    name_of = dict(zip(parsed, names))
+    name_of = dict(zip(parsed, names, strict=True))
     out = {n: {q: 0.0 for q in qrels} for n in names}
     for m in ir_measures.iter_calc(parsed, qrels, scored):
         out[name_of[m.measure]][m.query_id] = float(m.value)

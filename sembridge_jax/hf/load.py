@@ -88,13 +88,34 @@ def load_tokenizer(folder: Path):
     return AutoTokenizer.from_pretrained(str(folder))
 
 
+def splade_pooling_of(folder: Path) -> str | None:
+    """The pooling_strategy of a sentence-transformers SpladePooling module in `folder` (or its parent)."""
+    for root in (folder, folder.parent):
+        modules = root / "modules.json"
+        if not modules.is_file():
+            continue
+        for m in json.loads(modules.read_text(encoding="utf-8")):
+            cfg = root / m.get("path", "") / "config.json"
+            if m.get("type", "").endswith("SpladePooling") and cfg.is_file():
+                pooling = json.loads(cfg.read_text(encoding="utf-8"))
+                if pooling.get("activation_function", "relu") != "relu":
+                    raise ValueError(f"{cfg}: activation_function {pooling['activation_function']!r} is not "
+                                     "supported (only 'relu')")
+                return pooling.get("pooling_strategy", "max")
+    return None
+
+
 def load_pretrained(path_or_id: str | Path, *, dtype: str = "float32", **config_overrides):
     """(model, tokenizer, config) from a local folder or a hub id.
 
     `dtype` is the compute dtype; `config_overrides` set other EncoderConfig fields
-    (splade_pooling, splade_chunk_size, remat). Errors name the unsupported model_type, the missing
-    tensor or the tensor of the wrong shape, and the file.
+    (splade_pooling, splade_chunk_size, remat). The SPLADE pooling defaults to the folder's
+    sentence-transformers SpladePooling setting when there is one. Errors name the unsupported
+    model_type, the missing tensor or the tensor of the wrong shape, and the file.
     """
     folder = resolve_model_dir(path_or_id)
+    pooling = splade_pooling_of(folder)
+    if pooling and "splade_pooling" not in config_overrides:
+        config_overrides["splade_pooling"] = pooling
     model = load_model(folder, dtype=dtype, **config_overrides)
     return model, load_tokenizer(folder), model.config

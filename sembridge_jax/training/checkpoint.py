@@ -5,10 +5,11 @@ sharded arrays), ``data`` (the data iterator position, JSON) and ``meta`` (seed,
 JSON). Orbax writes each step into a temporary folder and renames it only once every item is
 complete (atomic finalize), so ``latest_step`` never names a half-written checkpoint, even if
 the process is killed mid-save. ``<workdir>/model/`` holds what rebuilds the model without the
-source run: ``encoder_config.json`` and the target tokenizer.
+source run: ``encoder_config.json`` (every ``EncoderConfig`` field) and the target tokenizer.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
@@ -51,7 +52,11 @@ class Checkpointer:
                 enable_async_checkpointing=async_save,
                 create=True,
             ),
-            item_names=("state", "data", "meta"),
+            item_handlers={
+                "state": ocp.StandardCheckpointHandler(),
+                "data": ocp.JsonCheckpointHandler(),
+                "meta": ocp.JsonCheckpointHandler(),
+            },
         )
 
     def latest_step(self) -> int | None:
@@ -65,7 +70,7 @@ class Checkpointer:
         """Save when ``step`` is on the interval (or ``force``). Refuses non-finite states:
         raises ``NonFiniteStateError`` if ``meta["loss"]`` or any parameter is NaN/inf, so the
         previous checkpoint stays the newest. Returns whether a save started."""
-        if not force and not self._manager.should_save(step):
+        if not force and step % self.every_steps:
             return False
         loss = meta.get("loss")
         if loss is not None and not np.isfinite(loss):
@@ -79,7 +84,7 @@ class Checkpointer:
                 data=ocp.args.JsonSave(dict(data_state)),
                 meta=ocp.args.JsonSave(_jsonable(meta)),
             ),
-            force=force,
+            force=True,  # the interval is decided above (Orbax alone would also save the first step)
         )
 
     def restore(self, step: int, abstract_state) -> tuple[object, dict, dict]:
@@ -145,7 +150,7 @@ def save_model_spec(workdir: str | Path, encoder_config, tokenizer) -> Path:
     """Write ``<workdir>/model/`` (encoder config + tokenizer) so a checkpoint can be rebuilt alone."""
     out = Path(workdir) / MODEL_DIR
     out.mkdir(parents=True, exist_ok=True)
-    (out / ENCODER_CONFIG).write_text(json.dumps(encoder_config.to_hf(), indent=2, sort_keys=True))
+    (out / ENCODER_CONFIG).write_text(json.dumps(dataclasses.asdict(encoder_config), indent=2, sort_keys=True))
     tokenizer.save_pretrained(str(out))
     return out
 
@@ -157,32 +162,25 @@ def load_model_from_checkpoint(workdir: str | Path, step: int | None = None):
     from transformers import AutoTokenizer
 
     from sembridge_jax.models import EncoderConfig, build_model
+    from sembridge_jax.models.build import model_from_params
+    from sembridge_jax.training.trainer import split_model
 
     workdir = Path(workdir)
     spec = workdir / MODEL_DIR / ENCODER_CONFIG
     if not spec.is_file():
         raise FileNotFoundError(f"{spec} is missing: is {workdir} a sembridge-jax training workdir?")
-    config = EncoderConfig.from_hf(json.loads(spec.read_text()))
+    config = EncoderConfig(**json.loads(spec.read_text()))
     ckpt = Checkpointer(workdir, every_steps=1, keep=1 << 30, async_save=False)
     try:
         step = ckpt.latest_step() if step is None else step
         params = ckpt.restore_params(step)
     finally:
         ckpt.close()
-    model = nnx.eval_shape(lambda: build_model(config, nnx.Rngs(0)))
-    graphdef, state = nnx.split(model)
-    flat = dict(nnx.to_flat_state(state))
-    names = {".".join(map(str, p)): p for p in flat}
-    missing = sorted(set(names) - set(params))
-    if missing:
-        raise ValueError(f"checkpoint step {step} in {workdir} lacks parameters {missing[:5]}")
-    for key, value in params.items():
-        if key not in names:
-            raise ValueError(f"checkpoint step {step} in {workdir} has unknown parameter {key!r}")
-        path = names[key]
-        if tuple(flat[path].shape) != value.shape:
-            raise ValueError(f"checkpoint parameter {key!r} has shape {value.shape}, model expects {flat[path].shape}")
-        flat[path] = flat[path].replace(jnp.asarray(value))
-    model = nnx.merge(graphdef, nnx.State.from_flat_path(flat))
+    layout, _ = split_model(nnx.eval_shape(lambda: build_model(config, nnx.Rngs(0))))
+    unknown = sorted(set(params) - set(layout.paths))
+    if unknown:
+        raise ValueError(f"checkpoint step {step} in {workdir} has parameters the model lacks: {unknown[:5]}")
+    model = model_from_params(config, {layout.paths[k]: v for k, v in params.items()},
+                              describe=lambda p: f"{'.'.join(map(str, p))} (checkpoint step {step} in {workdir})")
     tokenizer = AutoTokenizer.from_pretrained(str(workdir / MODEL_DIR))
     return model, tokenizer, step

@@ -1,0 +1,186 @@
+"""Evaluate SPLADE retrievers (trains nothing): nDCG@10, R@100, MRR@10, active dims, FLOPS; BM25 reference;
+English-inclination metrics on mixed pools; comparison table + FLOPS/nDCG plot; serving exports.
+
+From a training config (dataset, lengths, pruning, metrics from config.eval / config.model):
+  python evaluate.py --config configs/ko_splade.py [--checkpoint WORKDIR [--step N]] [--config.eval.k=200]
+Without a config, HF / sentence-transformers folders (or hub ids) on BEIR folders:
+  python evaluate.py --model /work/shared/assets/splade-tiny-en --beir /work/shared/data/ko/lohelp-hangul \\
+      --split dev --bm25 --out runs/eval_tiny
+MIRACL / Mr.TyDi (hub ids or local json/parquet files):
+  python evaluate.py --model DIR --hf miracl/miracl --hf-corpus miracl/miracl-corpus --language ko --out OUT
+English inclination (mixed KO+EN pool; each query's page is relevant in both languages):
+  python evaluate.py --model DIR --mixed /work/shared/data/ko/lohelp /work/shared/data/ko/lohelp-en \\
+      --complete-at 10 100 --out OUT
+Several --model / --checkpoint values give one comparison table (OUT/results.md, OUT/results.json) and
+OUT/flops_vs_nDCG_at_10.png. --export anserini es writes serving files under OUT/export/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from sembridge_jax.evaluation import serving_export
+from sembridge_jax.evaluation.datasets import (
+    build_mixed_pool,
+    load_beir,
+    load_eval_dataset,
+    load_hf_retrieval,
+    load_id_map,
+    subsample,
+)
+from sembridge_jax.evaluation.encode import CorpusEncoder
+from sembridge_jax.evaluation.evaluator import EvalSettings, encode_dataset, evaluate_bm25, evaluate_encoder
+from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES
+from sembridge_jax.evaluation.report import markdown_table, write_report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    m = p.add_argument_group("models")
+    m.add_argument("--model", action="append", default=[], help="HF/SparseEncoder folder or hub id (repeatable)")
+    m.add_argument("--checkpoint", action="append", default=[], help="training workdir (repeatable)")
+    m.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
+    m.add_argument("--name", action="append", default=[], help="display names, in --model then --checkpoint order")
+    m.add_argument("--bm25", action="store_true", help="add the BM25 reference run")
+    d = p.add_argument_group("data")
+    d.add_argument("--beir", action="append", default=[], help="BEIR folder (repeatable)")
+    d.add_argument("--split", default=None, help="qrels split (default dev, or config.eval.split)")
+    d.add_argument("--hf", default=None, help="MIRACL/Mr.TyDi topics: hub id or local json/parquet")
+    d.add_argument("--hf-corpus", default=None, help="its corpus: hub id or local files")
+    d.add_argument("--language", default=None, help="hub config name (MIRACL 'ko', Mr.TyDi 'korean')")
+    d.add_argument("--mixed", nargs=2, metavar=("TARGET_BEIR", "ENGLISH_BEIR"), help="mixed-pool inclination run")
+    d.add_argument("--id-map", default=None, help="TSV target_id<TAB>english_id (default: same ids)")
+    d.add_argument("--mixed-queries", choices=("target", "english"), default="target")
+    d.add_argument("--prefixes", nargs=2, default=("ko:", "en:"), metavar=("TARGET", "ENGLISH"))
+    d.add_argument("--max-queries", type=int, default=None, help="first N queries by id (0 = all)")
+    d.add_argument("--max-docs", type=int, default=0, help="judged docs + seeded sample up to N (0 = all)")
+    d.add_argument("--seed", type=int, default=0)
+    s = p.add_argument_group("settings")
+    s.add_argument("--measures", nargs="+", default=None, help=f"ir-measures names (default {DEFAULT_MEASURES})")
+    s.add_argument("--depth", type=int, default=None, help="documents retrieved per query (default 100)")
+    s.add_argument("--batch-size", type=int, default=None)
+    s.add_argument("--query-max-length", type=int, default=None)
+    s.add_argument("--doc-max-length", type=int, default=None)
+    s.add_argument("--query-top-k", type=int, default=None, help="prune query vectors to k terms (0 = off)")
+    s.add_argument("--doc-top-k", type=int, default=None, help="prune document vectors to k terms (0 = off)")
+    s.add_argument("--complete-at", type=int, nargs="+", default=[10, 100], help="K of Complete@K")
+    s.add_argument("--cache", default=None, help="encoded-collection cache (default OUT/cache)")
+    p.add_argument("--out", default=None, help="output folder (default <workdir>/eval with --config)")
+    p.add_argument("--export", nargs="+", choices=("anserini", "es"), default=[], help="serving exports")
+    return p
+
+
+def _pick(cli, config_value, default):
+    return cli if cli is not None else (config_value if config_value is not None else default)
+
+
+def make_settings(args, config=None, inclination: bool = False) -> EvalSettings:
+    ev = config.eval if config is not None else None
+    measures = tuple(_pick(args.measures, tuple(ev.metrics) if ev else None, DEFAULT_MEASURES))
+    return EvalSettings(
+        measures=measures,
+        depth=_pick(args.depth, ev.k if ev else None, 100),
+        batch_size=_pick(args.batch_size, ev.batch_size if ev else None, 32),
+        query_max_length=_pick(args.query_max_length, config.model.max_query_length if config else None, 64),
+        doc_max_length=_pick(args.doc_max_length, config.model.max_doc_length if config else None, 256),
+        query_top_k=_pick(args.query_top_k, ev.query_top_k if ev else None, 0),
+        doc_top_k=_pick(args.doc_top_k, ev.doc_top_k if ev else None, 0),
+        cache_dir=args.cache, inclination=inclination, complete_at=tuple(args.complete_at))
+
+
+def load_datasets(args, config=None) -> list[tuple[object, bool]]:
+    """(dataset, is_mixed_pool) pairs from the CLI, else from config.eval."""
+    split = _pick(args.split, config.eval.split if config is not None else None, "dev")
+    out = [(load_beir(b, split), False) for b in args.beir]
+    if args.hf:
+        out.append((load_hf_retrieval(args.hf, args.hf_corpus, language=args.language, split=split), False))
+    if args.mixed:
+        target, english = (load_beir(x, split) for x in args.mixed)
+        id_map = load_id_map(args.id_map) if args.id_map else None
+        out.append((build_mixed_pool(target, english, id_map=id_map, prefixes=tuple(args.prefixes),
+                                     queries=args.mixed_queries), True))
+    if not out and config is not None and config.eval.beir:
+        out.append((load_eval_dataset(config.eval.beir, split=split, subset=config.eval.subset,
+                                      corpus=config.eval.get("corpus", "")), False))
+    if not out:
+        raise SystemExit("no benchmark: give --beir, --hf or --mixed (or a config with eval.beir)")
+    max_q = _pick(args.max_queries, config.eval.max_queries if config is not None else None, 0)
+    if max_q or args.max_docs:
+        out = [(subsample(ds, max_queries=max_q, max_docs=args.max_docs, seed=args.seed), mixed) for ds, mixed in out]
+    return out
+
+
+def load_models(args, config=None) -> list[tuple[str, object]]:
+    """(display name, loader) pairs; loaders run lazily so one model is in memory at a time."""
+    specs = [(Path(m).name or m, lambda m=m: CorpusEncoder.from_pretrained(m)) for m in args.model]
+    workdirs = args.checkpoint or ([config.workdir] if config is not None and not args.model else [])
+    specs += [(Path(w).name + (f"@{args.step}" if args.step is not None else ""),
+               lambda w=w: CorpusEncoder.from_checkpoint(w, args.step)) for w in workdirs]
+    if args.name:
+        if len(args.name) != len(specs):
+            raise SystemExit(f"--name given {len(args.name)} times for {len(specs)} models")
+        specs = [(n, loader) for n, (_, loader) in zip(args.name, specs, strict=True)]
+    return specs
+
+
+def _es_index_name(name: str) -> str:
+    """Index names must be lower case, without \\ / * ? " < > | , # : or spaces, not starting with - _ +."""
+    return re.sub(r"[^a-z0-9._-]+", "_", name.lower()).lstrip("-_+.") or "splade"
+
+
+def export_serving(out: Path, name: str, ds, q, d, kinds) -> None:
+    folder = out / "export" / re.sub(r"[^\w.@-]+", "_", name) / re.sub(r"[^\w.@-]+", "_", ds.name)
+    texts = ds.doc_texts()
+    if "anserini" in kinds:
+        serving_export.export_anserini_docs(d, folder / "anserini" / "docs.jsonl", texts=texts)
+        serving_export.export_anserini_queries(q, folder / "anserini" / "queries.tsv")
+    if "es" in kinds:
+        serving_export.export_es_bulk(d, folder / "es" / "bulk.ndjson", index=_es_index_name(name),
+                                      texts=texts)
+        serving_export.export_es_queries(q, folder / "es" / "queries.jsonl")
+        (folder / "es" / "mapping.json").write_text(json.dumps(serving_export.es_mapping(), indent=1))
+    print(f"exported {name} on {ds.name} to {folder}")
+
+
+def main(argv=None) -> list[dict]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    config = None
+    if any(a.startswith("--config") for a in argv):
+        from sembridge_jax.training.config import parse_config_args
+
+        args, config = parse_config_args(argv, parser)
+    else:
+        args = parser.parse_args(argv)
+    out = Path(args.out or (Path(config.workdir) / "eval" if config is not None else "eval_out"))
+    args.cache = args.cache or str(out / "cache")
+    datasets = load_datasets(args, config)
+    models = load_models(args, config)
+    if not models and not args.bm25:
+        raise SystemExit("nothing to evaluate: give --model, --checkpoint, --config or --bm25")
+    rows = []
+    if args.bm25:
+        for ds, mixed in datasets:
+            rows.append(evaluate_bm25(ds, make_settings(args, config, mixed)))
+            print(markdown_table(rows[-1:]), flush=True)
+    for name, loader in models:
+        encoder = loader()
+        for ds, mixed in datasets:
+            settings = make_settings(args, config, mixed)
+            rows.append(evaluate_encoder(encoder, ds, settings, name))
+            print(markdown_table(rows[-1:]), flush=True)
+            if args.export:  # the vectors come back from the encoder's cache
+                export_serving(out, name, ds, *encode_dataset(encoder, ds, settings), args.export)
+        del encoder
+    settings = vars(make_settings(args, config))
+    files = write_report(rows, out, settings={**settings, "argv": argv})
+    print(markdown_table(rows))
+    print("wrote " + ", ".join(str(p) for p in files.values()))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Result tables (JSON + markdown, one row per model/method, like the paper's Table 1) and the
+FLOPS vs nDCG@10 plot."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+LEAD = ("model", "dataset", "num_queries", "num_docs")
+TAIL = ("query_active_dims", "doc_active_dims", "flops", "encode_s", "retrieve_s")
+
+
+def columns(rows: list[dict]) -> list[str]:
+    """Identity columns, then metrics in first-seen order, then sparsity/FLOPS/timings."""
+    seen = [k for r in rows for k in r]
+    middle = list(dict.fromkeys(k for k in seen if k not in LEAD and k not in TAIL))
+    return [c for c in LEAD if c in seen] + middle + [c for c in TAIL if c in seen]
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.1f}" if abs(v) >= 100 else f"{v:.3f}"
+    return str(v)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    cols = columns(rows)
+    right = {c for c in cols if c not in ("model", "dataset")}
+    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---:" if c in right else "---" for c in cols) + "|"]
+    out += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def plot_flops_vs_metric(rows: list[dict], path: str | Path, metric: str = "nDCG@10") -> Path | None:
+    """Scatter of FLOPS (x, log) vs `metric` per model; rows without FLOPS (BM25) are drawn as a
+    horizontal reference line. Returns the PNG path, or None when nothing has FLOPS."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [r for r in rows if r.get("flops") is not None and metric in r]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in pts:
+        ax.scatter(max(r["flops"], 1e-6), r[metric])
+        ax.annotate(f"{r['model']} ({r['dataset']})", (max(r["flops"], 1e-6), r[metric]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    for r, ls in zip([r for r in rows if r.get("flops") is None and metric in r], ("--", ":", "-.") * 10, strict=False):
+        ax.axhline(r[metric], ls=ls, lw=0.8, color="gray", label=f"{r['model']} ({r['dataset']})")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="best")
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPS (expected multiplications per query-document pair)")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_report(rows: list[dict], out_dir: str | Path, *, settings: dict | None = None,
+                 plot_metric: str = "nDCG@10") -> dict[str, Path]:
+    """OUT/results.json ({"settings", "results": rows}), OUT/results.md and OUT/flops_vs_<metric>.png."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": out / "results.json", "md": out / "results.md"}
+    files["json"].write_text(json.dumps({"settings": settings or {}, "results": rows}, indent=1, ensure_ascii=False))
+    files["md"].write_text(markdown_table(rows))
+    png = plot_flops_vs_metric(rows, out / f"flops_vs_{plot_metric.replace('@', '_at_')}.png", plot_metric)
+    if png is not None:
+        files["png"] = png
+    return files

@@ -1,0 +1,54 @@
+"""CLI: write a folder that transformers (AutoModelForMaskedLM) and sentence_transformers.SparseEncoder load.
+
+    python -m sembridge_jax.export --model DIR_OR_HUB_ID --out DIR [--pooling max|sum]
+    python -m sembridge_jax.export --checkpoint TRAIN_WORKDIR [--step N] --out DIR
+
+Extending: a new source (e.g. an Orbax checkpoint) adds its option in `build_parser` and a branch
+in `load_source` that returns (model, tokenizer); `export_to_hf` (writer.py) does the writing.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sembridge_jax.export.writer import export_to_hf
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sembridge_jax.export", description=__doc__.split("\n")[0])
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--model", help="Hugging Face folder or hub id to export")
+    src.add_argument("--checkpoint", help="training workdir (or one of its compare/<method> run folders)")
+    p.add_argument("--step", type=int, default=None, help="with --checkpoint: the step (default: the newest)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--pooling", choices=["max", "sum"], default=None,
+                   help="SPLADE pooling written to 1_SpladePooling (default: the model config's)")
+    return p
+
+
+def load_source(args: argparse.Namespace):
+    """(model, tokenizer) named by the command line."""
+    if args.model:
+        from sembridge_jax.hf.load import load_pretrained
+
+        model, tokenizer, _ = load_pretrained(args.model)
+        return model, tokenizer
+    if args.checkpoint:
+        from sembridge_jax.training.checkpoint import load_model_from_checkpoint
+
+        model, tokenizer, step = load_model_from_checkpoint(args.checkpoint, args.step)
+        print(f"restored {args.checkpoint} step {step}")
+        return model, tokenizer
+    raise SystemExit("nothing to export: pass --model DIR or --checkpoint WORKDIR")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    model, tokenizer = load_source(args)
+    out = export_to_hf(model, tokenizer, args.out, pooling=args.pooling)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

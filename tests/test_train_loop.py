@@ -1,0 +1,141 @@
+"""The training loop in real subprocesses (tests/train_tiny.py): it learns, a larger FLOPS weight makes
+vectors sparser, and checkpoints survive SIGKILL mid-run, SIGTERM (preemption) and a NaN step."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+STEPS = 12  # checkpoints every 3 steps (tests/train_tiny.py)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """CPU jax with a persistent compilation cache shared by every subprocess of this module."""
+    cache = tmp_path_factory.getbasetemp().parent / "jax_cache"
+    return dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache),
+                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+
+
+def _cmd(workdir: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(TESTS / "train_tiny.py"), str(workdir), "--steps", str(STEPS),
+            "--out", str(workdir / "final.npz"), *extra]
+
+
+def _run(workdir: Path, env, *extra: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(_cmd(workdir, *extra), capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _steps_logged(workdir: Path) -> int:
+    from sembridge_jax.training.logging import read_metrics
+
+    path = workdir / "metrics.jsonl"
+    return max((r["step"] for r in read_metrics(path)), default=0) if path.exists() else 0
+
+
+def _interrupt(workdir: Path, env, sig: int, after_step: int) -> subprocess.Popen:
+    """Start a slow run, send ``sig`` once it has logged ``after_step`` steps, wait for the exit."""
+    proc = subprocess.Popen(_cmd(workdir, "--delay", "0.3"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    deadline = time.time() + 900
+    while _steps_logged(workdir) < after_step:
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.time() < deadline, "the run never reached the step to interrupt at"
+        time.sleep(0.1)
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=300)
+    return proc
+
+
+def _params(workdir: Path) -> dict[str, np.ndarray]:
+    with np.load(workdir / "final.npz") as f:
+        return dict(f)
+
+
+def _checkpoints(workdir: Path) -> list[int]:
+    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, env):
+    """The uninterrupted run: its workdir (final parameters in final.npz)."""
+    workdir = tmp_path_factory.mktemp("reference")
+    out = _run(workdir, env).stdout
+    assert f"FIT done {STEPS}" in out
+    return workdir
+
+
+def _assert_same_params(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_reference_run_learns_and_checkpoints(reference):
+    from sembridge_jax.training.logging import read_metrics
+
+    records = read_metrics(reference / "metrics.jsonl")
+    assert [r["step"] for r in records] == list(range(1, STEPS + 1))
+    first, last = records[0]["ranking"], records[-1]["ranking"]
+    assert last < first - 0.2, (first, last)  # the InfoNCE loss goes down on the tiny data
+    assert _checkpoints(reference) == [9, 12]  # keep = 2, every 3 steps and at the end
+    assert (reference / "training_curves.png").stat().st_size > 0
+    assert list((reference / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_raising_lambda_lowers_flops_and_active_dims(tmp_path, env, reference):
+    from sembridge_jax.training.logging import read_metrics
+
+    _run(tmp_path, env, "--lambda-flops", "1.0")
+    low, high = read_metrics(reference / "metrics.jsonl"), read_metrics(tmp_path / "metrics.jsonl")
+    assert low[0]["flops_q"] == pytest.approx(high[0]["flops_q"])  # same init, same first batch
+    for key in ("flops_q", "flops_d", "active_q", "active_d"):
+        assert high[-1][key] < high[0][key], key  # goes down during the run
+        assert high[-1][key] < 0.8 * low[-1][key], key  # and well below the lambda = 1e-3 run
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path, env, reference):
+    proc = _interrupt(tmp_path, env, signal.SIGKILL, after_step=5)
+    assert proc.returncode == -signal.SIGKILL
+    saved = _checkpoints(tmp_path)
+    assert saved and max(saved) < STEPS
+    out = _run(tmp_path, env).stdout
+    assert f"FIT done {STEPS}" in out
+    _assert_same_params(_params(tmp_path), _params(reference))
+    # no duplicated or missing steps in the metrics after the restart
+    from sembridge_jax.training.logging import read_metrics
+
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == list(range(1, STEPS + 1))
+
+
+def test_sigterm_saves_exits_cleanly_and_resumes(tmp_path, env, reference):
+    proc = _interrupt(tmp_path, env, signal.SIGTERM, after_step=4)
+    out = proc.stdout.read()
+    assert proc.returncode == 0, proc.stderr.read()[-3000:]
+    stopped = int(out.split("FIT preempted ")[1].split()[0])
+    assert 4 <= stopped < STEPS
+    assert max(_checkpoints(tmp_path)) == stopped  # saved at the step it stopped, off the 3-step interval
+    out = _run(tmp_path, env).stdout
+    assert f"FIT done {STEPS}" in out
+    _assert_same_params(_params(tmp_path), _params(reference))
+
+
+def test_nan_step_stops_and_keeps_last_good_checkpoint(tmp_path, env):
+    proc = subprocess.run(_cmd(tmp_path, "--poison-step", "7"), capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode != 0
+    assert "non-finite training values at step 8" in proc.stderr
+    assert _checkpoints(tmp_path) == [3, 6]  # step 8 (poisoned) was never saved
+    from sembridge_jax.training.checkpoint import Checkpointer
+
+    ckpt = Checkpointer(tmp_path, every_steps=3, keep=2)
+    params = ckpt.restore_params()
+    ckpt.close()
+    assert all(np.isfinite(v).all() for v in params.values())
+    assert ckpt.latest_step() == 6

@@ -1,0 +1,108 @@
+"""Optimiser pieces: LR schedule, frozen-parameter masks, gradient accumulation, the NaN check.
+
+A 3-parameter SPLADE-shaped module keeps compilation cheap; the real encoder runs in the other
+tests/test_train_*.py files."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from sembridge_jax.training import losses, optim, sharding, trainer
+
+
+class TinySplade(nnx.Module):
+    """emb [V, d] (vocabulary rows, tied output), w [d, d], b [V]: log1p(relu) max-pooled logits."""
+
+    def __init__(self, vocab=16, dim=4, seed=0):
+        k1, k2 = jax.random.split(jax.random.key(seed))
+        self.emb = nnx.Param(jax.random.normal(k1, (vocab, dim)), out_sharding=("vocab", "embed"), eager_sharding=False)
+        self.w = nnx.Param(jax.random.normal(k2, (dim, dim)), out_sharding=("embed", "mlp"), eager_sharding=False)
+        self.b = nnx.Param(jnp.full((vocab,), 0.1), out_sharding=("vocab",), eager_sharding=False)
+
+    def splade(self, ids, mask, token_type_ids=None):
+        h = jnp.tanh(self.emb[...][ids] @ self.w[...])
+        w = jnp.log1p(jax.nn.relu(h @ self.emb[...].T + self.b[...])) * mask[..., None]
+        return w.max(axis=1)
+
+
+def train_cfg(**kw):
+    base = dict(learning_rate=0.1, num_steps=10, warmup_steps=0, decay="constant", weight_decay=0.0,
+                clip_norm=0.0, trainable="all")
+    return ml_collections.ConfigDict({**base, **kw})
+
+
+def batch(n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"query_input_ids": rng.integers(0, 16, (n, 3)).astype(np.int32),
+            "query_attention_mask": np.ones((n, 3), np.int32),
+            "doc_input_ids": rng.integers(0, 16, (n, 1, 5)).astype(np.int32),
+            "doc_attention_mask": np.ones((n, 1, 5), np.int32)}
+
+
+OBJECTIVE = trainer.splade_objective(losses.LossSettings(lambda_q=1e-2, lambda_d=1e-2))
+
+
+def one_step(model, tx, host_batch, accum=1):
+    layout, params = trainer.split_model(model)
+    mesh = sharding.make_mesh({"data": 1}, jax.devices()[:1])
+    step = trainer.build_sharded_step(layout, tx, OBJECTIVE, mesh, [], grad_accum_steps=accum)
+    state = trainer.init_state(params, tx, step.state_sharding)
+    new, metrics = step.step(state, step.put_batch(trainer.micro_batches(host_batch, accum)))
+    return params, new, metrics
+
+
+def test_schedule_warmup_then_linear_or_cosine_decay():
+    lin = optim.learning_rate_schedule(1.0, num_steps=10, warmup_steps=2, decay="linear")
+    np.testing.assert_allclose([float(lin(s)) for s in (0, 1, 2, 6, 10)], [0.0, 0.5, 1.0, 0.5, 0.0], atol=1e-6)
+    cos = optim.learning_rate_schedule(1.0, num_steps=10, warmup_steps=0, decay="cosine")
+    np.testing.assert_allclose([float(cos(s)) for s in (0, 5, 10)], [1.0, 0.5, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match="train.decay"):
+        optim.learning_rate_schedule(1.0, 10, 0, "step")
+
+
+def test_vocab_only_training_freezes_the_rest():
+    model = TinySplade()
+    layout, _ = trainer.split_model(model)
+    assert optim.trainable_mask(layout.logical_axes, "vocab") == {"b": True, "emb": True, "w": False}
+    tx, _ = optim.make_optimizer(train_cfg(trainable="vocab", clip_norm=1.0), layout.shapes, layout.logical_axes)
+    before, state, _ = one_step(model, tx, batch())
+    after = state["params"]
+    np.testing.assert_array_equal(np.asarray(after["w"]), np.asarray(before["w"]))
+    assert np.abs(np.asarray(after["emb"]) - np.asarray(before["emb"])).max() > 1e-3
+    # frozen parameters carry no Adam moments
+    mu = optax.tree_utils.tree_get(state["opt"], "mu")
+    assert isinstance(mu["w"], optax.MaskedNode) and mu["emb"].shape == (16, 4)
+    with pytest.raises(ValueError, match="train.trainable"):
+        optim.trainable_mask(layout.logical_axes, "encoder")
+
+
+def test_gradient_accumulation_averages_micro_batch_gradients():
+    """A = 2 micro-batches of 2: the update is the mean of the two micro-batch gradients (each with
+    its own in-batch negatives), computed here directly with jax.grad."""
+    model, host = TinySplade(), batch(4)
+    tx = optax.sgd(1.0)
+    before, state, metrics = one_step(model, tx, host, accum=2)
+    layout, _ = trainer.split_model(model)
+
+    def loss(params, b):
+        return OBJECTIVE(trainer.merge_model(layout, params), b, 0)[0]
+
+    halves = [{k: jnp.asarray(v[i * 2:(i + 1) * 2]) for k, v in host.items()} for i in range(2)]
+    grads = [jax.grad(loss)(before, h) for h in halves]
+    for k in before:
+        expected = np.asarray(before[k]) - 0.5 * (np.asarray(grads[0][k]) + np.asarray(grads[1][k]))
+        np.testing.assert_allclose(np.asarray(state["params"][k]), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(metrics["loss"]), np.mean([float(loss(before, h)) for h in halves]), rtol=1e-5)
+    with pytest.raises(ValueError, match="grad_accum_steps"):
+        trainer.micro_batches(batch(3), 2)
+
+
+def test_check_finite_names_the_step():
+    trainer.check_finite(3, {"loss": 1.0, "grad_norm": 2.0})
+    with pytest.raises(FloatingPointError, match="step 7"):
+        trainer.check_finite(7, {"loss": float("nan"), "grad_norm": 1.0})
+    with pytest.raises(FloatingPointError, match="grad_norm"):
+        trainer.check_finite(7, {"loss": 1.0, "grad_norm": float("inf")})
