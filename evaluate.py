@@ -104,7 +104,7 @@ def load_datasets(args, config=None) -> list[tuple[object, bool]]:
                                      queries=args.mixed_queries), True))
     if not out and config is not None and config.eval.beir:
         out.append((load_eval_dataset(config.eval.beir, split=split, subset=config.eval.subset,
-                                      corpus=config.eval.get("corpus", "")), False))
+                                      corpus=config.eval.corpus), False))
     if not out:
         raise SystemExit("no benchmark: give --beir, --hf or --mixed (or a config with eval.beir)")
     max_q = _pick(args.max_queries, config.eval.max_queries if config is not None else None, 0)

@@ -85,17 +85,6 @@ def load_dataset(source: str, split: str, subset: str, max_queries: int):
     return subsample(ds, max_queries=max_queries) if max_queries else ds
 
 
-def cached_json(path: Path, compute):
-    """``compute()`` once per workdir: a rerun (resume) reads the stored result."""
-    if path.is_file():
-        return json.loads(path.read_text())
-    value = compute()
-    if is_main_process():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value, indent=2))
-    return value
-
-
 def run_method(config, method: str, run_dir: Path, source_model, target_tokenizer, evaluate, dev_evaluate):
     """Align, evaluate zero-shot, fine-tune, evaluate: one row of the final table (or None if preempted)."""
     from sembridge_jax.bridge.apply import apply_alignment
@@ -109,7 +98,8 @@ def run_method(config, method: str, run_dir: Path, source_model, target_tokenize
     if is_main_process():
         save_model_spec(run_dir, model.config, target_tokenizer)
     metrics = tuple(config.eval.metrics)
-    zero = cached_json(run_dir / "zero_shot.json", lambda: evaluate(model, f"{method} zero-shot")) if evaluate else {}
+    # Evaluations are not stored: a rerun recomputes them from the encoding cache (<workdir>/eval_cache).
+    zero = evaluate(model, f"{method} zero-shot") if evaluate else {}
     data = TrainData(config, target_tokenizer)
     if data.skipped:
         log.warning("%s: skipped %d bad training records", data.source, data.skipped)
@@ -117,8 +107,7 @@ def run_method(config, method: str, run_dir: Path, source_model, target_tokenize
     result = trainer.fit(config, model, run_dir, data, evaluate=dev, desc=method)
     if result.status == "preempted":
         return None, result
-    tuned = cached_json(run_dir / f"fine_tuned_{result.step}.json",
-                        lambda: evaluate(result.model, f"{method} fine-tuned")) if evaluate else {}
+    tuned = evaluate(result.model, f"{method} fine-tuned") if evaluate else {}
     row = {"method": method, "steps": result.step, "final_loss": result.last_metrics.get("loss")}
     for m in metrics:
         row[f"zero-shot {m}"] = zero.get(m)

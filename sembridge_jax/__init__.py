@@ -5,6 +5,10 @@ Public API (imported lazily so `import sembridge_jax` stays cheap):
     build_alignment      SemBridge (or baseline) vocabulary alignment for a target tokenizer
     apply_alignment      rebuild a model's vocabulary rows (embeddings, MLM decoder, bias) from an alignment
     Alignment            the saved, inspectable alignment artifact
+    load_pretrained      (model, tokenizer, config) from a Hugging Face folder or hub id
+    save_pretrained      write a Hugging Face + sentence-transformers SparseEncoder folder
+    export_to_hf         the same, for a (model, tokenizer) pair (also `python -m sembridge_jax.export`)
+    EncoderConfig, build_model   the Flax NNX encoders (BERT, DistilBERT, RoBERTa/XLM-R)
 """
 import importlib
 
@@ -15,6 +19,11 @@ _EXPORTS = {
     "build_alignment": "sembridge_jax.bridge",
     "apply_alignment": "sembridge_jax.bridge",
     "Alignment": "sembridge_jax.bridge",
+    "load_pretrained": "sembridge_jax.hf",
+    "save_pretrained": "sembridge_jax.hf",
+    "export_to_hf": "sembridge_jax.export",
+    "EncoderConfig": "sembridge_jax.models",
+    "build_model": "sembridge_jax.models",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -89,12 +89,14 @@ class SparseEncoder:
                chunk_size: int | None = None, show_progress_bar: bool = False) -> sp.csr_matrix:
         """SPLADE vectors of `texts` as a csr_matrix [len(texts), vocab_size] (columns = vocab ids).
 
+        Texts are truncated to max_length tokens (capped at what the position table covers).
         top_k keeps the k largest weights per text; chunk_size overrides the config's head chunking.
         """
         if isinstance(texts, str):
             raise TypeError("encode expects a list of texts, not a single string")
         if len(texts) == 0:
             return sp.csr_matrix((0, self.vocab_size), dtype=np.float32)
+        max_length = min(max_length, self.config.max_tokens)
         items = self.tokenize(texts, max_length)
         order = np.argsort([len(it["input_ids"]) for it in items], kind="stable")
         chunk = self.config.splade_chunk_size if chunk_size is None else chunk_size

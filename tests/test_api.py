@@ -87,3 +87,10 @@ def test_fresh_model_and_headless_model(tmp_path):
     assert enc.encode(["hello world"]).shape == (1, 120)
     with pytest.raises(ValueError, match="MLM head"):
         SparseEncoder(build_model(cfg.replace(mlm_head=False), nnx.Rngs(0)), tok)
+
+
+def test_max_length_is_capped_by_the_position_table(encoder):
+    long_text = ["cat " * 200]
+    assert encoder.config.max_tokens == 64  # RoBERTa: 66 positions minus the padding offset
+    capped = encoder.encode(long_text, max_length=1000).toarray()
+    np.testing.assert_array_equal(capped, encoder.encode(long_text, max_length=64).toarray())

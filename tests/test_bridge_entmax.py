@@ -48,7 +48,7 @@ def test_random_rows_match_entmax_bisect(random_vectors, alpha):
     q, k = random_vectors
     r, c, w, stats = similarity_entmax(q, k, alpha, k=(16, 256), block_rows=16, progress=False)
     np.testing.assert_allclose(_dense(r, c, w, (len(q), len(k))), _reference(q, k, alpha), atol=1e-5, rtol=0)
-    assert sum(stats.values()) == len(q)
+    assert sum(v for key, v in stats.items() if key != "unique_rows") == stats["unique_rows"] == len(q)
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
@@ -66,6 +66,10 @@ def test_blocked_equals_unblocked(random_vectors):
     for block, ks in [(7, (4, 64)), (64, (64,)), (5, ())]:
         r, c, w, _ = similarity_entmax(q, k, 3.0, k=ks, block_rows=block, progress=False)
         np.testing.assert_allclose(_dense(r, c, w, z.shape), full, atol=1e-7, rtol=0)
+    dup = [3, 0, 3, 7, 0, 3]  # repeated query rows are solved once and expanded back
+    r, c, w, stats = similarity_entmax(q[dup], k, 3.0, k=(4, 64), block_rows=7, progress=False)
+    assert stats["unique_rows"] == 3 and np.all(np.diff(r) >= 0)
+    np.testing.assert_allclose(_dense(r, c, w, (len(dup), len(k))), full[dup], atol=1e-7, rtol=0)
 
 
 def test_topk_falls_back_when_support_is_large():

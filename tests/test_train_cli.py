@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from train_tiny import NUM_WORDS, SPECIALS, tiny_dataset  # noqa: E402
 
+pytestmark = pytest.mark.slow  # subprocesses that import and compile jax programs
+
 CONFIG = '''"""Tiny end-to-end config for tests/test_train_cli.py."""
 from pathlib import Path
 from sembridge_jax.training.config import default_config

@@ -92,6 +92,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_sharded_step_matches_single_device(tmp_path, jax_cache_env):
     env = dict(jax_cache_env, XLA_FLAGS="--xla_force_host_platform_device_count=8")
     proc = subprocess.run([sys.executable, "-c", _SHARDED_STEP, str(TESTS), str(tmp_path)],

@@ -98,7 +98,7 @@ class Alignment:
         if self.new_kind != "sparse":
             return []
         lo, hi = np.searchsorted(self.rows, [target_id, target_id + 1])
-        pairs = sorted(zip(self.cols[lo:hi].tolist(), self.weights[lo:hi].tolist()), key=lambda p: -p[1])
+        pairs = sorted(zip(self.cols[lo:hi].tolist(), self.weights[lo:hi].tolist(), strict=True), key=lambda p: -p[1])
         return [(int(s), float(w)) for s, w in pairs]
 
     def support_sizes(self) -> np.ndarray:
@@ -172,8 +172,7 @@ class Alignment:
         return cls(copy_src=z["copy_src"], rows=z["rows"], cols=z["cols"], weights=z["weights"],
                    method=meta["method"], source_size=int(meta["source_size"]), new_kind=meta["new_kind"],
                    target_tokens=z["target_tokens"].tolist(), source_tokens=z["source_tokens"].tolist(),
-                   dense_query=z["dense_query"] if "dense_query" in z else None,
-                   dense_keys=z["dense_keys"] if "dense_keys" in z else None, metadata=keep)
+                   dense_query=z.get("dense_query"), dense_keys=z.get("dense_keys"), metadata=keep)
 
     # ------------------------------------------------------------------ inspection
     def summary(self) -> dict:

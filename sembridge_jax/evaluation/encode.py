@@ -79,7 +79,14 @@ class CorpusEncoder:
     def __init__(self, encoder, *, model_key: str | None = None):
         self.encoder = encoder
         self.vocab = vocab_tokens(encoder.tokenizer, encoder.vocab_size)
-        self.model_key = model_key or model_fingerprint(encoder.model)
+        self._model_key = model_key
+
+    @property
+    def model_key(self) -> str:
+        """Computed on first use: runs without a cache never hash the weights."""
+        if self._model_key is None:
+            self._model_key = model_fingerprint(self.encoder.model)
+        return self._model_key
 
     @classmethod
     def from_pretrained(cls, path_or_id: str) -> CorpusEncoder:
@@ -104,15 +111,17 @@ class CorpusEncoder:
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
         top_k = top_k or None
-        key = texts_fingerprint(ids, texts, model=self.model_key, max_length=max_length, top_k=top_k)
-        stem = Path(cache_dir) / key if cache_dir else None
-        if stem is not None and Path(f"{stem}.npz").is_file():
-            return SparseCollection.load(stem)
+        stem = None
+        if cache_dir:
+            stem = Path(cache_dir) / texts_fingerprint(ids, texts, model=self.model_key, max_length=max_length,
+                                                       top_k=top_k)
+            if Path(f"{stem}.npz").is_file():
+                return SparseCollection.load(stem)
         matrix = self.encoder.encode(list(texts), batch_size=batch_size, max_length=max_length, top_k=top_k,
                                      show_progress_bar=True)
         matrix.eliminate_zeros()
-        coll = SparseCollection(list(ids), matrix, self.vocab,
-                                {"model": self.model_key, "max_length": max_length, "top_k": top_k})
+        coll = SparseCollection(list(ids), matrix, self.vocab, {"max_length": max_length, "top_k": top_k})
         if stem is not None:
+            coll.meta["model"] = self.model_key
             coll.save(stem)
         return coll

@@ -43,22 +43,26 @@ def plot_flops_vs_metric(rows: list[dict], path: str | Path, metric: str = "nDCG
     pts = [r for r in rows if r.get("flops") is not None and metric in r]
     if not pts:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+
+    def label(r):  # the dataset goes into the title when there is only one
+        return r["model"] if len(datasets) == 1 else f"{r['model']} | {r['dataset'][:40]}"
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in pts:
-        ax.scatter(max(r["flops"], 1e-6), r[metric])
-        ax.annotate(f"{r['model']} ({r['dataset']})", (max(r["flops"], 1e-6), r[metric]), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
-    for r, ls in zip([r for r in rows if r.get("flops") is None and metric in r], ("--", ":", "-.") * 10, strict=False):
-        ax.axhline(r[metric], ls=ls, lw=0.8, color="gray", label=f"{r['model']} ({r['dataset']})")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="best")
+        ax.scatter(max(r["flops"], 1e-6), r[metric], label=label(r))
+    refs = [r for r in rows if r.get("flops") is None and metric in r]
+    for r, ls in zip(refs, ("--", ":", "-.") * 10, strict=False):
+        ax.axhline(r[metric], ls=ls, lw=0.8, color="gray", label=label(r))
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
+    if len(datasets) == 1:
+        ax.set_title(datasets[0], fontsize=9)
     ax.set_xscale("log")
     ax.set_xlabel("FLOPS (expected multiplications per query-document pair)")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -45,7 +45,7 @@ def hf_tensors(model: MaskedLMEncoder) -> dict[str, np.ndarray]:
 
 def max_seq_length(model: MaskedLMEncoder, tokenizer) -> int:
     """The longest input the model's position table allows, capped by the tokenizer's model_max_length."""
-    limit = model.config.max_position_embeddings - model.config.position_offset
+    limit = model.config.max_tokens
     t = getattr(tokenizer, "model_max_length", None)
     return int(min(limit, t)) if t else int(limit)
 

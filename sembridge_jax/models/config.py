@@ -87,6 +87,11 @@ class EncoderConfig:
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 
+    @property
+    def max_tokens(self) -> int:
+        """The longest input (special tokens included) the position table covers."""
+        return self.max_position_embeddings - self.position_offset
+
     def replace(self, **changes) -> EncoderConfig:
         return dataclasses.replace(self, **changes)
 

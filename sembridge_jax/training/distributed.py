@@ -13,6 +13,7 @@ Decision order (``plan_distributed``, a pure function of the environment):
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import traceback
@@ -20,9 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import jax
-import numpy as np
 from etils import epath
-from jax.experimental import multihost_utils
 
 log = logging.getLogger(__name__)
 
@@ -174,34 +173,62 @@ def _publish(build_fn: Callable[[epath.Path], Any], path: epath.Path) -> None:
     tmp.rename(path)
 
 
+def _coordination_client():
+    """jax's coordination-service client (the one ``jax.distributed`` starts; orbax uses it too)."""
+    from jax._src import distributed as jax_distributed
+
+    client = jax_distributed.global_state.client
+    if client is None:
+        raise RuntimeError(
+            f"{jax.process_count()} processes but jax.distributed is not initialised: call initialise_distributed() first"
+        )
+    return client
+
+
+_main_process_calls = itertools.count()  # every process calls in the same order (SPMD), so keys agree
+
+
 def run_on_main_process(
     build_fn: Callable[[epath.Path], Any],
     artifact_path: str | os.PathLike,
     *,
     load_fn: Callable[[epath.Path], T] | None = None,
     reuse: bool = True,
+    timeout_s: float = 6 * 3600,
 ) -> T | epath.Path:
     """Process 0 runs ``build_fn(path)`` (it must write a file or folder at ``path``) and publishes
     the result at ``artifact_path``; every process waits for it, then returns ``load_fn(artifact_path)``
     (or the path). With ``reuse``, an artifact that already exists is not rebuilt (e.g. on restart).
 
-    The wait is a collective over all devices that also carries process 0's success flag, so when
-    the build fails process 0 re-raises and every other process raises instead of hanging.
+    The others wait on jax's coordination service (key-value store, up to ``timeout_s``), not on a
+    device collective: CPU (gloo) collectives give up when the other processes are more than 30 s
+    late, and a bridge precompute takes minutes. Process 0 publishes success or its error there, so
+    when the build fails process 0 re-raises and every other process raises instead of hanging.
     ``artifact_path`` must be visible to all processes (a shared disk or a ``gs://`` path).
     """
     path = epath.Path(artifact_path)
-    error: BaseException | None = None
-    if is_main_process() and not (reuse and path.exists()):
+    key = f"sembridge/run_on_main_process/{next(_main_process_calls)}"
+    multi = jax.process_count() > 1
+    if is_main_process():
+        error: Exception | None = None
+        if not (reuse and path.exists()):
+            try:
+                _publish(build_fn, path)
+            except Exception as e:  # noqa: BLE001 - reported to every process, then re-raised
+                error = e
+                log.error("building %s on process 0 failed:\n%s", path, traceback.format_exc())
+        if multi:
+            _coordination_client().key_value_set(key, "ok" if error is None else f"{type(error).__name__}: {error}")
+        if error is not None:
+            raise error
+    else:
         try:
-            _publish(build_fn, path)
-        except Exception as e:  # noqa: BLE001 - reported to every process below, then re-raised
-            error = e
-            log.error("building %s on process 0 failed:\n%s", path, traceback.format_exc())
-    ok = multihost_utils.broadcast_one_to_all(np.int32(error is None))  # barrier: waits for process 0
-    if error is not None:
-        raise error
-    if not ok:
-        raise RuntimeError(f"process 0 failed to build {path}; see its log")
+            status = _coordination_client().blocking_key_value_get(key, int(timeout_s * 1000))
+        except Exception as e:  # noqa: BLE001 - jax raises a bare runtime error on the deadline
+            raise TimeoutError(f"process {jax.process_index()} waited {timeout_s:.0f} s for process 0 "
+                               f"to build {path}: {e}") from e
+        if status != "ok":
+            raise RuntimeError(f"process 0 failed to build {path}: {status}")
     if not path.exists():
         raise FileNotFoundError(
             f"{path} was built by process 0 but is not visible on process {jax.process_index()}: "

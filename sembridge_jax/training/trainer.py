@@ -49,6 +49,7 @@ class ParamLayout:
     paths: dict[str, tuple]  # "encoder.layers.0.attn.query.kernel" -> nnx path tuple
     logical_axes: dict[str, tuple | None]  # path -> logical axis names (models/ metadata)
     shapes: dict[str, tuple[int, ...]]
+    dtypes: dict[str, Any]
 
 
 def split_model(model: nnx.Module) -> tuple[ParamLayout, dict[str, jax.Array]]:
@@ -59,7 +60,8 @@ def split_model(model: nnx.Module) -> tuple[ParamLayout, dict[str, jax.Array]]:
     logical = {k: _logical_axes(flat[p]) for k, p in paths.items()}
     shapes = {k: tuple(flat[p].shape) for k, p in paths.items()}
     values = {k: flat[p].get_value() for k, p in paths.items()}
-    return ParamLayout(graphdef, params, rest, paths, logical, shapes), values
+    dtypes = {k: v.dtype for k, v in values.items()}
+    return ParamLayout(graphdef, params, rest, paths, logical, shapes, dtypes), values
 
 
 def _logical_axes(var: nnx.Variable) -> tuple | None:
@@ -183,7 +185,7 @@ def build_sharded_step(
     """Shardings for parameters (from logical axes + rules), optimiser state (like its parameter)
     and batch (data axes), and the train step jitted with them and with the state donated."""
     param_sh = sharding.param_shardings(layout.logical_axes, layout.shapes, mesh, rules)
-    abstract_params = {k: jax.ShapeDtypeStruct(s, _param_dtype(layout, k)) for k, s in layout.shapes.items()}
+    abstract_params = {k: jax.ShapeDtypeStruct(s, layout.dtypes[k]) for k, s in layout.shapes.items()}
     abstract_opt = jax.eval_shape(tx.init, abstract_params)
     state_sh = {
         "params": param_sh,
@@ -201,10 +203,6 @@ def build_sharded_step(
         donate_argnums=0,
     )
     return ShardedStep(mesh, state_sh, leading, jitted, abstract)
-
-
-def _param_dtype(layout: ParamLayout, key: str):
-    return dict(nnx.to_flat_state(layout.template))[layout.paths[key]].get_value().dtype
 
 
 def init_state(
@@ -313,23 +311,25 @@ def fit(
     start = ckpt.latest_step()
     if start is None:
         state = init_state(params, tx, sharded.state_sharding)
-        start = 0
+        start, last = 0, {}
     else:
         state, data_state, meta = ckpt.restore(start, sharded.abstract_state)
         if meta.get("seed", config.seed) != config.seed:
             raise ValueError(f"{ckpt.directory} was written with seed {meta['seed']}, config.seed is {config.seed}: "
                              "use a fresh workdir or the same seed")
         data.restore(data_state)
+        last = dict(meta.get("metrics", {}))
         log.info("resumed from %s step %d", ckpt.directory, start)
     del params  # the state owns (donated) copies from here on
     writer = MetricsWriter(workdir, resume_step=start)
-    step, status, last = start, "done", {}
+    step, status = start, "done"
     try:
         with PreemptionFlag() as preempted, progress_bar(tcfg.num_steps, start, desc) as bar:
             while step < tcfg.num_steps:
                 batch = sharded.put_batch(micro_batches(data.next_batch(), tcfg.grad_accum_steps))
                 state, metrics = sharded.step(state, batch)
                 step += 1
+                # One host sync per step: the NaN guard must see this step before anything is saved.
                 last = {k: float(v) for k, v in jax.device_get(metrics).items()}
                 check_finite(step, last)
                 bar.update(1)
@@ -339,7 +339,8 @@ def fit(
                 if evaluate is not None and tcfg.eval_every and step % tcfg.eval_every == 0:
                     writer.write(step, evaluate(merge_model(layout, state["params"])), prefix="dev/")
                 final = step == tcfg.num_steps or bool(preempted)
-                ckpt.save(step, state, data.state(), {"loss": last["loss"], "seed": config.seed}, force=final)
+                meta = {"loss": last["loss"], "seed": config.seed, "metrics": last}
+                ckpt.save(step, state, data.state(), meta, force=final)
                 if preempted:
                     status = "preempted"
                     log.warning("SIGTERM: saved step %d to %s; rerun the same command to resume", step, ckpt.directory)

@@ -1,24 +1,29 @@
 """Worker for tests/test_multihost.py: exercise ``initialise_distributed`` and ``run_on_main_process``.
 
-Usage: python distributed_worker.py OUT_DIR. Joins the job described by SEMBRIDGE_* variables, runs
+Usage: python distributed_worker.py OUT_DIR [BUILD_SECONDS]. Joins the job described by SEMBRIDGE_* variables, runs
 a precompute that appends one line per build to OUT_DIR/builds.txt, checks every process reads the
-same artifact, then checks a failing build raises on every process (no hang). Writes
+same artifact, then checks a failing build raises on every process (no hang) and a collective still works. Writes
 OUT_DIR/result-<process>.json.
 """
 import json
 import sys
+import time
 from pathlib import Path
 
 from sembridge_jax.training.distributed import initialise_distributed, run_on_main_process
 
 out = Path(sys.argv[1])
+build_seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0  # a slow build (beyond gloo's 30 s)
 plan = initialise_distributed(timeout_s=60)
 again = initialise_distributed(timeout_s=60)
 
 import jax  # noqa: E402  (after initialisation, as real programs do)
+import numpy as np  # noqa: E402
+from jax.experimental import multihost_utils  # noqa: E402
 
 
 def build(path):
+    time.sleep(build_seconds)
     with open(out / "builds.txt", "a") as f:
         f.write(f"process {jax.process_index()}\n")
     path.mkdir()
@@ -43,6 +48,7 @@ try:
 except Exception as e:  # noqa: BLE001 - the test checks the type and message
     failure = f"{type(e).__name__}: {e}"
 
+gathered = multihost_utils.process_allgather(np.int32(jax.process_index()))  # a collective after the waits
 (out / f"result-{jax.process_index()}.json").write_text(json.dumps({
     "plan": [plan.mode, plan.num_processes, plan.process_id],
     "idempotent": again is plan,
@@ -51,4 +57,5 @@ except Exception as e:  # noqa: BLE001 - the test checks the type and message
     "first": first,
     "second": second,
     "failure": failure,
+    "gathered": gathered.tolist(),
 }))
