@@ -185,6 +185,13 @@ def _coordination_client():
     return client
 
 
+def barrier(name: str, timeout_s: float = 3600) -> None:
+    """Wait until every process reaches ``barrier(name)`` (no-op with one process). Uses jax's
+    coordination service with a timeout, not a device collective (see ``run_on_main_process``)."""
+    if jax.process_count() > 1:
+        _coordination_client().wait_at_barrier(f"sembridge/{name}", int(timeout_s * 1000))
+
+
 _main_process_calls = itertools.count()  # every process calls in the same order (SPMD), so keys agree
 
 
@@ -204,10 +211,12 @@ def run_on_main_process(
     device collective: CPU (gloo) collectives give up when the other processes are more than 30 s
     late, and a bridge precompute takes minutes. Process 0 publishes success or its error there, so
     when the build fails process 0 re-raises and every other process raises instead of hanging.
+    All processes return together (a barrier after loading), ready for the next collective.
     ``artifact_path`` must be visible to all processes (a shared disk or a ``gs://`` path).
     """
     path = epath.Path(artifact_path)
-    key = f"sembridge/run_on_main_process/{next(_main_process_calls)}"
+    call = next(_main_process_calls)
+    key = f"sembridge/run_on_main_process/{call}"
     multi = jax.process_count() > 1
     if is_main_process():
         error: Exception | None = None
@@ -234,4 +243,6 @@ def run_on_main_process(
             f"{path} was built by process 0 but is not visible on process {jax.process_index()}: "
             "put the artifact on storage all hosts share (e.g. gs:// or NFS)"
         )
-    return load_fn(path) if load_fn is not None else path
+    result = load_fn(path) if load_fn is not None else path
+    barrier(f"run_on_main_process/{call}/loaded", timeout_s)  # leave together: the next step may be a collective
+    return result

@@ -44,7 +44,7 @@ class ParamLayout:
     """How a flat parameter dict maps back onto the NNX module it came from."""
 
     graphdef: Any
-    template: nnx.State  # the Param variables (values ignored), keeps their metadata
+    template: nnx.State  # the Param variables with abstract values (shape/dtype) and their metadata
     rest: nnx.State  # non-parameter state, closed over as constants
     paths: dict[str, tuple]  # "encoder.layers.0.attn.query.kernel" -> nnx path tuple
     logical_axes: dict[str, tuple | None]  # path -> logical axis names (models/ metadata)
@@ -61,7 +61,9 @@ def split_model(model: nnx.Module) -> tuple[ParamLayout, dict[str, jax.Array]]:
     shapes = {k: tuple(flat[p].shape) for k, p in paths.items()}
     values = {k: flat[p].get_value() for k, p in paths.items()}
     dtypes = {k: v.dtype for k, v in values.items()}
-    return ParamLayout(graphdef, params, rest, paths, logical, shapes, dtypes), values
+    # The template keeps only shapes: holding the arrays would pin a second copy of every parameter.
+    template = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+    return ParamLayout(graphdef, template, rest, paths, logical, shapes, dtypes), values
 
 
 def _logical_axes(var: nnx.Variable) -> tuple | None:

@@ -19,13 +19,20 @@ import sys
 import time
 from pathlib import Path
 
-cpu = {"start": time.process_time()}  # CPU seconds per phase, printed at the end (CI budget)
+cpu = {"start": time.process_time()}  # CPU seconds per phase, printed as it goes (CI budget)
+
+
+def phase(name):
+    cpu[name] = time.process_time()
+    print(f"{time.strftime('%H:%M:%S')} {name}: {cpu[name] - list(cpu.values())[-2]:.1f} s CPU", flush=True)
+
+
 
 from sembridge_jax.training.distributed import initialise_distributed, is_main_process, run_on_main_process
 
 plan = initialise_distributed(timeout_s=60)
 
-cpu["init"] = time.process_time()
+phase("init")
 import jax  # noqa: E402  (jax and the pipeline come after joining the job, as in train.py)
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
@@ -60,7 +67,7 @@ def build(path):
 
 
 args.workdir.mkdir(parents=True, exist_ok=True)
-cpu["imports"] = time.process_time()
+phase("imports")
 alignment = run_on_main_process(build, args.workdir / "alignment", load_fn=Alignment.load)
 tokenizer = AutoTokenizer.from_pretrained(str(target))
 
@@ -79,14 +86,14 @@ def aligned_model():
 
 
 model = aligned_model()
-cpu["alignment"] = time.process_time()
+phase("alignment")
 if args.resume_at:
     first = trainer.fit(config_for(args.resume_at), model, args.workdir, TrainData(config_for(args.resume_at), tokenizer))
     assert first.step == args.resume_at, first
     model = build_model(model.config, nnx.Rngs(1234))  # must be overwritten by the checkpoint
-    cpu["fit_1"] = time.process_time()
+    phase("fit_1")
 result = trainer.fit(config_for(args.steps), model, args.workdir, TrainData(config_for(args.steps), tokenizer))
-cpu["fit"] = time.process_time()
+phase("fit")
 
 _, params = trainer.split_model(result.model)
 params = multihost_utils.process_allgather(params, tiled=True)  # global arrays -> full host copies
@@ -96,6 +103,4 @@ if is_main_process():
         "plan": [plan.mode, plan.num_processes], "devices": jax.device_count(), "step": result.step,
         "status": result.status, "mesh": dict(trainer.sharding.make_mesh(config_for(1).mesh.axes).shape),
     }))
-cpu["end"] = time.process_time()
-names = list(cpu)
-print("CPU seconds:", ", ".join(f"{b}={cpu[b] - cpu[a]:.1f}" for a, b in zip(names, names[1:])), flush=True)
+phase("end")
