@@ -82,9 +82,14 @@ def test_build_show_and_load(pair, capsys):
 
     from sentence_transformers import SparseEncoder
 
-    st = SparseEncoder(str(out / "model"), device="cpu")
-    vec = st.encode(["파일 삽입"], convert_to_tensor=False)
-    assert vec.shape[-1] == len(al.copy_src)
+    import sembridge_jax
+
+    texts = ["파일 삽입", "표 서식"]
+    ref = SparseEncoder(str(out / "model"), device="cpu").encode(texts, convert_to_tensor=True).to_dense().numpy()
+    ours = sembridge_jax.SparseEncoder.from_pretrained(str(out / "model")).encode(texts).toarray()
+    assert ref.shape == ours.shape == (2, len(al.copy_src))
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+    assert ref[0, al.find_target("파일")[0]] > 0  # the transferred model activates the new Korean rows
 
 
 def test_settings_from_config(kit, tmp_path):

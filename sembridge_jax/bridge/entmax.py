@@ -5,14 +5,15 @@
 alpha = 1 is softmax, alpha = 2 sparsemax. For every target row we need the weights over ALL source
 tokens. Doing that row by row over 30k sources (the released code) is slow, so:
 
-1. similarities of a block of target rows against all source rows (one matmul);
-2. exact `lax.top_k` of k+1 values per row (sorted);
-3. the exact threshold of entmax restricted to the top k (closed form for alpha = 2, bisection
-   to machine precision for other alpha);
-4. proof of exactness: entmax over the full row has the same threshold iff the first excluded
-   value (the (k+1)-th) is at or below tau, because then every excluded weight is 0 and the
-   equation for tau is unchanged. Rows that fail the check are redone with a larger k, and finally
-   over the full row.
+1. similarities of a block of target rows against all source rows (one float32 matmul);
+2. exact `lax.top_k` of k+1 candidates per row; their scores recomputed exactly (solve_dtype);
+3. the exact threshold of entmax restricted to the candidates (closed form for alpha = 2,
+   bisection to machine precision for other alpha);
+4. proof of exactness: entmax over the full row has the same threshold if every non-candidate
+   scores at or below tau; non-candidates score at most the (k+1)-th float32 score plus the
+   float32 matmul error bound, so that is checked. Then every excluded weight is 0 and the
+   equation for tau is unchanged. Rows that fail the check are redone with a larger k, and
+   finally over the full row. Identical query rows are solved once.
 
 Precision: alpha > 2 is ill-conditioned at the support boundary (d w / d tau ~ x^(1/(alpha-1) - 1)),
 so the threshold is solved in `solve_dtype` (float64 by default, under `jax.enable_x64`); the
@@ -189,8 +190,8 @@ def similarity_entmax(queries: np.ndarray, keys: np.ndarray, alpha: float, *, k:
                           unit="block"):
             pending = np.arange(start, min(start + block_rows, len(q_all)))
             for kk in ks:
-                # the candidate gather is [rows, k+1, d]: keep it near 2^24 elements
-                sub = max(1, min(block_rows, (1 << 24) // ((kk + 1) * dim)))
+                # retries gather [rows, k+1, d] candidates: keep that near 2^24 elements
+                sub = block_rows if kk == ks[0] else max(1, min(block_rows, (1 << 24) // ((kk + 1) * dim)))
                 failed = []
                 for s in range(0, len(pending), sub):
                     part = pending[s:s + sub]

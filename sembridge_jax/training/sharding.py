@@ -112,10 +112,6 @@ def batch_sharding(mesh: Mesh, leading: int = 0) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(*([None] * leading), batch_axes(mesh)))
 
 
-def data_parallel_size(mesh: Mesh) -> int:
-    return math.prod(mesh.shape[a] for a in batch_axes(mesh))
-
-
 def like_params(tree, params_sharding: Mapping[PathKey, NamedSharding], params_shape: Mapping, mesh: Mesh):
     """Shardings for a pytree derived from the parameters (optimiser state): a leaf whose key path
     ends in a parameter's key and has that parameter's shape gets the parameter's sharding

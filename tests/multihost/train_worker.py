@@ -74,7 +74,7 @@ tokenizer = AutoTokenizer.from_pretrained(str(target))
 
 def config_for(steps):
     c = tiny_config(args.workdir, args.setup / "train.jsonl", steps=steps)
-    c.checkpoint.every_steps = 3
+    c.checkpoint.every_steps = 3  # + the forced save at the end of every fit
     c.checkpoint.keep = 3
     c.mesh.axes = (("data", -1), ("fsdp", 2))  # parameters split over fsdp, batch over data x fsdp
     return c
