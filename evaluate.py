@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--doc-max-length", type=int, default=None)
     s.add_argument("--query-top-k", type=int, default=None, help="prune query vectors to k terms (0 = off)")
     s.add_argument("--doc-top-k", type=int, default=None, help="prune document vectors to k terms (0 = off)")
-    s.add_argument("--complete-at", type=int, nargs="+", default=[10, 100], help="K of Complete@K")
+    s.add_argument("--complete-at", type=int, nargs="+", default=None,
+                   help="K of Complete@K (default: config eval.mixed.complete_at, else 10 100)")
     s.add_argument("--cache", default=None, help="encoded-collection cache (default OUT/cache)")
     p.add_argument("--out", default=None, help="output folder (default <workdir>/eval with --config)")
     p.add_argument("--export", nargs="+", choices=("anserini", "es"), default=[], help="serving exports")
@@ -88,7 +89,8 @@ def make_settings(args, config=None, inclination: bool = False) -> EvalSettings:
         doc_max_length=_pick(args.doc_max_length, config.model.max_doc_length if config else None, 256),
         query_top_k=_pick(args.query_top_k, ev.query_top_k if ev else None, 0),
         doc_top_k=_pick(args.doc_top_k, ev.doc_top_k if ev else None, 0),
-        cache_dir=args.cache, inclination=inclination, complete_at=tuple(args.complete_at))
+        cache_dir=args.cache, inclination=inclination,
+        complete_at=tuple(_pick(args.complete_at, tuple(ev.mixed.complete_at) if ev else None, (10, 100))))
 
 
 def load_datasets(args, config=None) -> list[tuple[object, bool]]:
@@ -105,6 +107,12 @@ def load_datasets(args, config=None) -> list[tuple[object, bool]]:
     if not out and config is not None and config.eval.beir:
         out.append((load_eval_dataset(config.eval.beir, split=split, subset=config.eval.subset,
                                       corpus=config.eval.corpus), False))
+    if not args.mixed and config is not None and config.eval.mixed.target:
+        mixed = config.eval.mixed
+        target, english = load_beir(mixed.target, split), load_beir(mixed.english, split)
+        id_map = load_id_map(mixed.id_map) if mixed.id_map else None
+        out.append((build_mixed_pool(target, english, id_map=id_map, prefixes=tuple(args.prefixes),
+                                     queries=mixed.queries), True))
     if not out:
         raise SystemExit("no benchmark: give --beir, --hf or --mixed (or a config with eval.beir)")
     max_q = _pick(args.max_queries, config.eval.max_queries if config is not None else None, 0)

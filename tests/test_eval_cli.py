@@ -59,7 +59,7 @@ def test_cli_models_bm25_mixed_and_export(setup):
 
 
 def test_cli_config_mode(setup, tmp_path):
-    tmp, target, _ = setup
+    tmp, target, english = setup
     cfg = tmp_path / "configs" / "tiny_eval.py"
     cfg.parent.mkdir()
     cfg.write_text(f'''from sembridge_jax.training.config import default_config
@@ -75,8 +75,13 @@ def get_config():
     c.eval.k = 10
     c.model.max_query_length = 16
     c.model.max_doc_length = 16
+    c.eval.mixed.target = {str(target)!r}
+    c.eval.mixed.english = {str(english)!r}
+    c.eval.mixed.complete_at = (3,)
     return c
 ''')
     rows = evaluate.main(["--config", str(cfg), "--model", str(tmp / "tiny"), "--config.eval.max_queries=2"])
-    assert len(rows) == 1 and rows[0]["num_queries"] == 2 and set(rows[0]) >= {"nDCG@10", "R@10"}
+    assert len(rows) == 2 and all(r["num_queries"] == 2 for r in rows)
+    assert set(rows[0]) >= {"nDCG@10", "R@10"} and "Max@R" not in rows[0]
+    assert {"Max@R", "Complete@3"} <= set(rows[1])  # the mixed pool comes from eval.mixed
     assert (tmp_path / "run" / "eval" / "results.json").is_file()

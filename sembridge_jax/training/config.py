@@ -58,6 +58,9 @@ _PATH_KEYS = {
     "data.parallel.path": (False, True),
     "eval.beir": (True, True),
     "eval.corpus": (True, True),
+    "eval.mixed.target": (False, True),
+    "eval.mixed.english": (False, True),
+    "eval.mixed.id_map": (False, True),
 }
 
 
@@ -180,6 +183,13 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval.max_queries = 0  # 0 = all
     c.eval.query_top_k = 0  # inference pruning of query vectors; 0 = none
     c.eval.doc_top_k = 0  # inference pruning of document vectors; 0 = none
+    # English inclination (METHOD.md section 5): a mixed pool of target + English documents.
+    c.eval.mixed = ml_collections.ConfigDict()
+    c.eval.mixed.target = ""  # BEIR folder in the target language ("" = no mixed-pool run)
+    c.eval.mixed.english = ""  # BEIR folder in English with parallel documents
+    c.eval.mixed.id_map = ""  # TSV target-id -> english-id; "" = the two folders share document ids
+    c.eval.mixed.queries = "target"  # whose queries to run: "target" | "english"
+    c.eval.mixed.complete_at = (10, 100)  # K values of Complete@K
 
     c.compare = ml_collections.ConfigDict()
     c.compare.methods = ("mvgauss", "random")  # baselines trained/evaluated beside init.method
@@ -485,6 +495,12 @@ def validate(config: ml_collections.ConfigDict, where: str = "<config>") -> None
         _check_range(config, key, where, lo=1, integer=True)
     for key in ("eval.max_queries", "eval.query_top_k", "eval.doc_top_k"):
         _check_range(config, key, where, lo=0, integer=True)
+    _check_enum(config, "eval.mixed.queries", ("target", "english"), where)
+    if bool(config.eval.mixed.target) != bool(config.eval.mixed.english):
+        _fail(where, "eval.mixed", "set both eval.mixed.target and eval.mixed.english, or neither")
+    ks = _check_type(config, "eval.mixed.complete_at", (tuple, list), where)
+    if not ks or not all(isinstance(k, int) and k > 0 for k in ks):
+        _fail(where, "eval.mixed.complete_at", f"must be a non-empty tuple of positive ints, got {ks!r}")
 
     methods = _check_type(config, "compare.methods", (tuple, list), where)
     for m in methods:
