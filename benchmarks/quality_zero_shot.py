@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,7 +97,6 @@ def main(argv=None) -> int:
     target_tok = load_tokenizer(a.target_tokenizer)
     rows, inits = [], {}
     for name in a.rows:
-        t0 = time.perf_counter()
         if name == "BM25":
             rows.append(evaluate_bm25(ds, settings, "BM25"))
         elif name == "base":
@@ -110,7 +108,6 @@ def main(argv=None) -> int:
             model = apply_alignment(source.model, al, bias_init=s["bias_init"], target_tokenizer=target_tok)
             rows.append(evaluate_encoder(CorpusEncoder(SparseEncoder(model, target_tok)), ds, settings, name))
             inits[name] = {**s, "summary": al.summary(), "method_stats": al.metadata.get("method_stats", {})}
-        rows[-1]["total_s"] = time.perf_counter() - t0
         print(markdown_table(rows[-1:]), file=sys.stderr, flush=True)
 
     files = write_report(rows, a.out, settings={

@@ -27,7 +27,7 @@ def _align(name, x, **meta):
     return Alignment(copy_src=x.copy_src, rows=init.rows, cols=init.cols, weights=init.weights, method=canonical,
                      source_size=x.source_size, new_kind=init.new_kind, dense_query=init.dense_query,
                      dense_keys=init.dense_keys, target_tokens=[f"t{i}" for i in range(30)],
-                     source_tokens=[f"s{i}" for i in range(50)], metadata=meta)
+                     source_tokens=[f"s{i}" for i in range(50)], metadata=meta, mean_ids=init.mean_ids)
 
 
 def _dense_weights(al):
@@ -81,6 +81,36 @@ def test_softmax_all_combines_densely(inputs):
     np.testing.assert_allclose(out[new], (p @ rows)[new], atol=1e-5)
     np.testing.assert_array_equal(out[:10], rows[inputs.copy_src[:10]])
     assert len(al.support(int(new[0]))) == 32
+
+
+def test_unkfilter_drops_unknown_sources_and_means_unknown_targets(inputs, tmp_path):
+    import dataclasses
+
+    s_unk = np.zeros(50, bool)
+    s_unk[[3, 7, 40]] = True
+    t_unk = np.zeros(30, bool)
+    t_unk[[12, 20]] = True
+    x = dataclasses.replace(inputs, source_unknown=s_unk, target_unknown=t_unk)
+    al = _align("sembridge_unkfilter", x)
+    new = np.flatnonzero(x.copy_src < 0)
+    known = new[~t_unk[new]]
+    keep = np.flatnonzero(~s_unk)
+    z = x.target_vectors[known].astype(np.float64) @ x.source_vectors[keep].astype(np.float64).T
+    ref = np.zeros((30, 50))
+    ref[np.ix_(known, keep)] = entmax.entmax_bisect(torch.from_numpy(z), alpha=4.0, dim=-1, n_iter=100).numpy()
+    np.testing.assert_allclose(_dense_weights(al), ref, atol=1e-6)
+    np.testing.assert_array_equal(al.mean_ids, [12, 20])
+    rows = np.random.default_rng(3).standard_normal((50, 4)).astype(np.float32)
+    out = al.combine(rows)
+    np.testing.assert_allclose(out[[12, 20]], np.repeat(rows.mean(0, keepdims=True), 2, 0), atol=1e-6)
+    np.testing.assert_allclose(out[known], (ref @ rows.astype(np.float64))[known], atol=1e-5)
+    back = Alignment.load(al.save(tmp_path / "unk"))
+    np.testing.assert_array_equal(back.mean_ids, al.mean_ids)
+    assert back.summary()["mean_init"] == 2 and "mean init" in back.describe(12)
+    # without masks it is plain sembridge
+    plain = _align("sembridge", inputs)
+    same = _align("sembridge_unkfilter", inputs)
+    np.testing.assert_array_equal(_dense_weights(plain), _dense_weights(same))
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -6,6 +6,7 @@ and the test fails with the workers' logs.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sembridge_jax.training.distributed import DistributedPlan, plan_distributed, run_on_main_process
+from sembridge_jax.training.distributed import (
+    DistributedPlan,
+    barrier,
+    initialise_distributed,
+    plan_distributed,
+    run_on_main_process,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 WORKERS = Path(__file__).resolve().parent / "multihost"
@@ -32,7 +39,8 @@ def _free_port() -> int:
 
 def launch(script: str, args: list[str], *, processes: int, devices: int, logs: Path, timeout_s: float = 150) -> None:
     """Run ``processes`` copies of ``tests/multihost/<script>`` (``devices`` simulated CPU devices
-    each; one process = no coordinator) and fail with their logs unless all exit 0 in time."""
+    each; one process = no coordinator) and fail with their logs unless all exit 0 in time. When one
+    fails, the others get 10 s before they are killed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEMBRIDGE_", "JAX_COORDINATOR"))}
     env.update(
         JAX_PLATFORMS="cpu",
@@ -43,27 +51,30 @@ def launch(script: str, args: list[str], *, processes: int, devices: int, logs: 
     if processes > 1:
         env.update(SEMBRIDGE_COORDINATOR=f"localhost:{_free_port()}", SEMBRIDGE_NUM_PROCESSES=str(processes))
     logs.mkdir(parents=True, exist_ok=True)
-    procs, files = [], []
-    for i in range(processes):
-        files.append(open(logs / f"{Path(script).stem}-{i}.log", "w"))
-        procs.append(subprocess.Popen(
-            [sys.executable, str(WORKERS / script), *args],
-            env={**env, "SEMBRIDGE_PROCESS_ID": str(i)} if processes > 1 else env,
-            stdout=files[-1], stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
-        ))
-    deadline = time.monotonic() + timeout_s
-    try:
-        codes = [p.wait(timeout=max(deadline - time.monotonic(), 0.1)) for p in procs]
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        codes, timed_out = [p.poll() for p in procs], True
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-        for f in files:
-            f.close()
+    with contextlib.ExitStack() as stack:
+        procs = []
+        for i in range(processes):
+            log = stack.enter_context(open(logs / f"{Path(script).stem}-{i}.log", "w"))
+            procs.append(subprocess.Popen(
+                [sys.executable, str(WORKERS / script), *args],
+                env={**env, "SEMBRIDGE_PROCESS_ID": str(i)} if processes > 1 else env,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+            ))
+        deadline, timed_out = time.monotonic() + timeout_s, False
+        try:
+            while any(p.poll() is None for p in procs):
+                if any(p.poll() for p in procs):  # one failed: the others would wait for it until timeouts
+                    deadline = min(deadline, time.monotonic() + 10)
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    break
+                time.sleep(0.2)
+        finally:
+            for p in procs:  # a hung or orphaned worker dies with its whole process group
+                if p.poll() is None:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+        codes = [p.returncode for p in procs]
     if timed_out or any(codes):
         text = "\n".join(f"--- process {i} (exit {c}) ---\n" + _tail(logs / f"{Path(script).stem}-{i}.log")
                          for i, c in enumerate(codes))
@@ -107,6 +118,12 @@ def test_plan_auto_for_launchers_jax_detects():
 def test_plan_rejects_bad_settings(env, match):
     with pytest.raises(ValueError, match=match):
         plan_distributed(env, cloud_tpu_vm=False)
+
+
+def test_initialise_single_process_is_idempotent():
+    plan = initialise_distributed({"SEMBRIDGE_DISTRIBUTED": "0"})
+    assert plan == DistributedPlan("single") and initialise_distributed() is plan
+    barrier("noop")  # one process: returns at once
 
 
 def test_run_on_main_process_single(tmp_path):

@@ -4,6 +4,8 @@ For every target id t exactly one of:
   * copy     copy_src[t] = s >= 0: row_t = row_s (overlapping token);
   * weights  sparse (source id, weight) pairs in rows/cols/weights (COO, rows ascending):
              row_t = sum_i w_i row_{s_i} (SemBridge, sparsemax, FOCUS, WECHSEL/OFA);
+             ids listed in `mean_ids` instead get the mean source row (sembridge_unkfilter: target
+             tokens the bridge cannot read);
   * a rule shared by all non-copied ids, `new_kind`:
              "dense_softmax"  softmax(q_t . k_i) over ALL source ids (alpha = 1); a V_t x V_s weight
                               matrix is too big to store, so the unit bridge vectors q (target) and
@@ -42,12 +44,14 @@ class Alignment:
     dense_query: np.ndarray | None = None  # [V_t, d_b] unit bridge vectors ("dense_softmax")
     dense_keys: np.ndarray | None = None  # [V_s, d_b]
     metadata: dict = dataclasses.field(default_factory=dict)
+    mean_ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))  # sparse: mean row
 
     def __post_init__(self):
         self.copy_src = np.asarray(self.copy_src, np.int32)
         self.rows = np.asarray(self.rows, np.int32)
         self.cols = np.asarray(self.cols, np.int32)
         self.weights = np.asarray(self.weights, np.float32)
+        self.mean_ids = np.asarray(self.mean_ids, np.int32).reshape(-1)
         self.validate()
 
     # ------------------------------------------------------------------ structure
@@ -75,11 +79,15 @@ class Alignment:
             bad("cols must be source ids in [0, source_size)")
         if len(self.rows) and np.any(np.diff(self.rows) < 0):
             bad("rows must be ascending")
+        if len(self.mean_ids) and self.new_kind != "sparse":
+            bad("mean_ids is only meaningful for new_kind 'sparse'")
         if self.new_kind == "sparse":
             have = np.unique(self.rows)
             if np.any(self.copy_src[have] >= 0):
                 bad("a copied target id also has weights")
-            missing = np.setdiff1d(self.new_ids, have)
+            if len(self.mean_ids) and (np.any(self.copy_src[self.mean_ids] >= 0) or np.isin(self.mean_ids, have).any()):
+                bad("mean_ids must be non-copied target ids without weights")
+            missing = np.setdiff1d(self.new_ids, np.union1d(have, self.mean_ids))
             if len(missing):
                 bad(f"{len(missing)} non-copied target ids have no weights (first: {missing[:5].tolist()})")
         if self.new_kind == "dense_softmax" and (self.dense_query is None or self.dense_keys is None):
@@ -120,6 +128,7 @@ class Alignment:
         used = flat[:self.source_size]
         if self.new_kind == "sparse":
             np.add.at(out, self.rows, self.weights[:, None].astype(np.float64) * used[self.cols])
+            out[self.mean_ids] = used.mean(0)
         elif self.new_kind == "dense_softmax":
             from sembridge_jax.bridge.entmax import dense_softmax_combine
 
@@ -149,6 +158,8 @@ class Alignment:
         arrays = dict(copy_src=self.copy_src, rows=self.rows, cols=self.cols, weights=self.weights,
                       target_tokens=np.array(self.target_tokens, dtype=str),
                       source_tokens=np.array(self.source_tokens, dtype=str))
+        if len(self.mean_ids):
+            arrays["mean_ids"] = self.mean_ids
         if self.dense_query is not None:
             arrays.update(dense_query=self.dense_query.astype(np.float32), dense_keys=self.dense_keys.astype(np.float32))
         np.savez_compressed(out / "alignment.npz", **arrays)
@@ -172,7 +183,8 @@ class Alignment:
         return cls(copy_src=z["copy_src"], rows=z["rows"], cols=z["cols"], weights=z["weights"],
                    method=meta["method"], source_size=int(meta["source_size"]), new_kind=meta["new_kind"],
                    target_tokens=z["target_tokens"].tolist(), source_tokens=z["source_tokens"].tolist(),
-                   dense_query=z.get("dense_query"), dense_keys=z.get("dense_keys"), metadata=keep)
+                   dense_query=z.get("dense_query"), dense_keys=z.get("dense_keys"), metadata=keep,
+                   mean_ids=z["mean_ids"] if "mean_ids" in z else np.zeros(0, np.int32))
 
     # ------------------------------------------------------------------ inspection
     def summary(self) -> dict:
@@ -180,8 +192,10 @@ class Alignment:
         rules = self.metadata.get("copy_rules", {})
         out = {"target_size": self.target_size, "source_size": self.source_size,
                "copied": int((self.copy_src >= 0).sum()), "new": int(len(self.new_ids)), "copy_rules": rules}
-        if self.new_kind == "sparse" and len(self.new_ids):
-            s = self.support_sizes()
+        if len(self.mean_ids):
+            out["mean_init"] = int(len(self.mean_ids))
+        if self.new_kind == "sparse" and len(self.new_ids) > len(self.mean_ids):
+            s = self.support_sizes()[~np.isin(self.new_ids, self.mean_ids)]
             out["support_size"] = {"mean": float(s.mean()), "median": float(np.median(s)), "min": int(s.min()),
                                    "max": int(s.max()), "p90": float(np.percentile(s, 90)), "nnz": int(len(self.rows))}
         return out
@@ -203,7 +217,8 @@ class Alignment:
             return f"{tok!r} (id {target_id}): copied from source {self._src(s)!r} (id {s})"
         pairs = self.support(target_id)
         if not pairs:
-            return f"{tok!r} (id {target_id}): {self.new_kind} init (no per-token weights)"
+            kind = "mean" if target_id in set(self.mean_ids.tolist()) else self.new_kind
+            return f"{tok!r} (id {target_id}): {kind} init (no per-token weights)"
         head = f"{tok!r} (id {target_id}): {len(pairs)} source tokens" + (
             " (top 32 of a dense softmax)" if self.new_kind == "dense_softmax" else "")
         lines = [head] + [f"  {w:8.4f}  {self._src(s)!r} (id {s})" for s, w in pairs[:limit]]

@@ -13,7 +13,7 @@ from collections import Counter
 import numpy as np
 
 from sembridge_jax.bridge.alignment import Alignment
-from sembridge_jax.bridge.encode import encode_texts
+from sembridge_jax.bridge.encode import bridge_unknown, encode_texts
 from sembridge_jax.bridge.methods import MethodInputs, get_method
 from sembridge_jax.bridge.overlap import overlap_copy
 from sembridge_jax.bridge.token_strings import token_forms
@@ -54,7 +54,9 @@ def build_alignment(source_tokenizer, target_tokenizer, *, method: str = "sembri
     copy_src, rule = overlap_copy(tgt, src, exact=overlap_exact, fuzzy=overlap_fuzzy, symbols=overlap_symbols)
     timings["token_strings_overlap_s"] = time.perf_counter() - t0
 
-    tv = sv = None
+    tv = sv = tu = su = None
+    if spec.needs_unknown:
+        tu, su = bridge_unknown(tgt.bridge, bridge), bridge_unknown(src.bridge, bridge)
     if spec.needs_bridge:
         t0 = time.perf_counter()
         kw = dict(prompt=bridge_prompt, batch_size=bridge_batch_size, backend=bridge_backend, cache_dir=cache_dir,
@@ -65,7 +67,7 @@ def build_alignment(source_tokenizer, target_tokenizer, *, method: str = "sembri
     t0 = time.perf_counter()
     init = spec.fn(MethodInputs(copy_src=copy_src, source_size=len(src.raw), target_vectors=tv, source_vectors=sv,
                                 alpha=alpha, top_k=top_k, temperature=temperature, block_rows=block_rows,
-                                solve_dtype=solve_dtype))
+                                solve_dtype=solve_dtype, source_unknown=su, target_unknown=tu))
     timings["weights_s"] = time.perf_counter() - t0
 
     metadata = {
@@ -73,11 +75,12 @@ def build_alignment(source_tokenizer, target_tokenizer, *, method: str = "sembri
         "target_tokenizer": getattr(tgt_tok, "name_or_path", str(target_tokenizer)),
         "source_family": src.family, "target_family": tgt.family,
         "bridge": bridge, "bridge_prompt": bridge_prompt, "bridge_backend": bridge_backend,
-        "alpha": alpha if name == "sembridge" else {"sparsemax": 2.0, "softmax_all": 1.0, "focus": 2.0}.get(name),
+        "alpha": alpha if name in ("sembridge", "sembridge_unkfilter") else {"sparsemax": 2.0, "softmax_all": 1.0, "focus": 2.0}.get(name),
         "overlap": {"exact": overlap_exact, "fuzzy": overlap_fuzzy, "symbols": overlap_symbols},
         "copy_rules": dict(Counter(r for r in rule if r)),
         "seed": seed, "method_stats": init.stats, "timings": timings,
     }
     return Alignment(copy_src=copy_src, rows=init.rows, cols=init.cols, weights=init.weights, method=name,
                      source_size=len(src.raw), new_kind=init.new_kind, target_tokens=tgt.raw, source_tokens=src.raw,
-                     dense_query=init.dense_query, dense_keys=init.dense_keys, metadata=metadata)
+                     dense_query=init.dense_query, dense_keys=init.dense_keys, metadata=metadata,
+                     mean_ids=init.mean_ids)

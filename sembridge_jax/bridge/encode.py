@@ -118,6 +118,25 @@ def _encode_jax(path: str, texts: list[str], prompt: str, batch_size: int, max_l
     return out
 
 
+def bridge_unknown(texts: list[str], bridge: str) -> np.ndarray:
+    """[len(texts)] bool: True where the bridge tokenizer sees nothing but its unknown token, i.e. the
+    string's pieces are <unk> plus at most markers and punctuation ("▁", "##"). Such strings all get the
+    same bridge vector whatever they are (rare Hangul syllables, Tibetan letters, CJK radicals, ...),
+    so their cosines carry no meaning."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_bridge(bridge))
+    unk = tok.unk_token_id
+    if unk is None:
+        return np.zeros(len(texts), bool)
+    out = np.zeros(len(texts), bool)
+    for i, ids in enumerate(tok(list(texts), add_special_tokens=False)["input_ids"]):
+        if unk in ids:
+            rest = tok.decode([t for t in ids if t != unk])
+            out[i] = not any(c.isalnum() for c in rest)
+    return out
+
+
 def encode_texts(texts: list[str], bridge: str, *, prompt: str = "", batch_size: int = 256,
                  backend: str = "sentence_transformers", cache_dir: str | None = None,
                  device: str | None = None) -> np.ndarray:

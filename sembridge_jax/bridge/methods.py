@@ -9,6 +9,11 @@ Every method copies overlapping tokens (bridge/overlap.py); they differ on the n
                copied source rows. FOCUS measures similarity in fastText vectors trained on target
                text; here the bridge space stands in for it (a bridge-space stand-in, not FOCUS as
                published).
+  sembridge_unkfilter
+               sembridge without the strings the bridge cannot read: source tokens whose bridge
+               tokenisation is only the unknown token are dropped from the candidates, and target
+               tokens in that case get the mean source row (their bridge vectors are one shared
+               <unk> vector, so their cosines would pick the same arbitrary sources for all of them)
   wechsel      top-k (10) source neighbours by bridge cosine, softmax(sim / 0.1) (WECHSEL / OFA style;
                "ofa" is an alias)
   mean         the mean source row
@@ -43,6 +48,8 @@ class MethodInputs:
     temperature: float = 0.1
     block_rows: int = 256
     solve_dtype: str = "float64"
+    source_unknown: np.ndarray | None = None  # [V_s] bool: the bridge reads only <unk> (bridge_unknown)
+    target_unknown: np.ndarray | None = None  # [V_t] bool
 
 
 @dataclasses.dataclass
@@ -56,6 +63,7 @@ class NewTokenInit:
     dense_query: np.ndarray | None = None
     dense_keys: np.ndarray | None = None
     stats: dict = dataclasses.field(default_factory=dict)
+    mean_ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))  # "sparse": mean row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +71,7 @@ class Method:
     fn: Callable[[MethodInputs], NewTokenInit]
     needs_bridge: bool
     doc: str
+    needs_unknown: bool = False  # wants MethodInputs.source_unknown / target_unknown
 
 
 def _new_ids(x: MethodInputs) -> np.ndarray:
@@ -79,6 +88,22 @@ def _entmax_method(alpha_override: float | None):
                                            solve_dtype=x.solve_dtype)
         return NewTokenInit("sparse", new[r].astype(np.int32), c, w, stats={"entmax_alpha": alpha, **stats})
     return run
+
+
+def _entmax_unkfilter(x: MethodInputs) -> NewTokenInit:
+    # masks left out = nothing unknown (then this is plain sembridge)
+    t_unk = np.zeros(len(x.copy_src), bool) if x.target_unknown is None else np.asarray(x.target_unknown, bool)
+    s_unk = np.zeros(x.source_size, bool) if x.source_unknown is None else np.asarray(x.source_unknown, bool)
+    new = _new_ids(x)
+    fallback = new[t_unk[new]]
+    queries = new[~t_unk[new]]
+    keep = np.flatnonzero(~s_unk)
+    r, c, w, stats = similarity_entmax(x.target_vectors[queries], x.source_vectors[keep], x.alpha,
+                                       block_rows=x.block_rows, solve_dtype=x.solve_dtype)
+    stats = {"entmax_alpha": x.alpha, **stats, "unknown_sources_dropped": int(s_unk.sum()),
+             "unknown_targets_mean": len(fallback)}
+    return NewTokenInit("sparse", queries[r].astype(np.int32), keep[c].astype(np.int32), w, stats=stats,
+                        mean_ids=fallback.astype(np.int32))
 
 
 def _softmax_all(x: MethodInputs) -> NewTokenInit:
@@ -135,6 +160,8 @@ def _rule(kind: str):
 
 METHODS: dict[str, Method] = {
     "sembridge": Method(_entmax_method(None), True, "alpha-entmax over all source tokens (paper)"),
+    "sembridge_unkfilter": Method(_entmax_unkfilter, True, "sembridge without bridge-unknown strings; those "
+                                  "targets get the mean row", needs_unknown=True),
     "sparsemax": Method(_entmax_method(2.0), True, "sparsemax over all source tokens"),
     "softmax_all": Method(_softmax_all, True, "softmax over all source tokens (dense)"),
     "focus": Method(_focus, True, "sparsemax over overlapping tokens, bridge-space stand-in for FOCUS"),

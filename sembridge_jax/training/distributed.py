@@ -9,6 +9,10 @@ Decision order (``plan_distributed``, a pure function of the environment):
 3. auto: a launcher jax detects by itself (Cloud TPU VM, ``TPU_WORKER_HOSTNAMES``, multi-task SLURM
    or Open MPI, ``JAX_COORDINATOR_ADDRESS``) or ``SEMBRIDGE_DISTRIBUTED=1`` -> ``initialize()``;
 4. otherwise a single process and no call at all.
+
+Waiting across processes for host-side work uses jax's coordination service (``barrier``,
+``run_on_main_process``), never a device collective: on CPU, gloo gives up creating a
+communicator when a process arrives more than 30 s after the others.
 """
 from __future__ import annotations
 
@@ -34,8 +38,9 @@ ENV_SWITCH = "SEMBRIDGE_DISTRIBUTED"
 
 @dataclasses.dataclass(frozen=True)
 class DistributedPlan:
-    """How this process joins the job. ``mode``: "single", "explicit" or "auto" (jax detects the
-    cluster; ``num_processes``/``process_id`` are then known only after initialisation)."""
+    """How this process joins the job. ``mode``: "single", "explicit", "auto" (jax detects the
+    cluster; ``num_processes``/``process_id`` are then known only after initialisation) or
+    "external" (someone called ``jax.distributed.initialize`` before us)."""
 
     mode: str
     coordinator: str | None = None

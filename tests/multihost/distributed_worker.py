@@ -1,25 +1,25 @@
 """Worker for tests/test_multihost.py: exercise ``initialise_distributed`` and ``run_on_main_process``.
 
-Usage: python distributed_worker.py OUT_DIR [BUILD_SECONDS]. Joins the job described by SEMBRIDGE_* variables, runs
-a precompute that appends one line per build to OUT_DIR/builds.txt, checks every process reads the
-same artifact, then checks a failing build raises on every process (no hang) and a collective still works. Writes
-OUT_DIR/result-<process>.json.
+Usage: python distributed_worker.py OUT_DIR [BUILD_SECONDS]. Joins the job described by SEMBRIDGE_*
+variables, runs a precompute (taking BUILD_SECONDS) that appends one line per build to
+OUT_DIR/builds.txt, checks every process reads the same artifact, that a failing build raises on
+every process (no hang) and that a collective still works. Writes OUT_DIR/result-<process>.json.
 """
 import json
 import sys
 import time
 from pathlib import Path
 
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
 from sembridge_jax.training.distributed import initialise_distributed, run_on_main_process
 
 out = Path(sys.argv[1])
 build_seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0  # a slow build (beyond gloo's 30 s)
-plan = initialise_distributed(timeout_s=60)
+plan = initialise_distributed(timeout_s=60)  # before anything touches a device (importing jax does not)
 again = initialise_distributed(timeout_s=60)
-
-import jax  # noqa: E402  (after initialisation, as real programs do)
-import numpy as np  # noqa: E402
-from jax.experimental import multihost_utils  # noqa: E402
 
 
 def build(path):

@@ -19,6 +19,24 @@ import sys
 import time
 from pathlib import Path
 
+import jax
+import numpy as np
+from flax import nnx
+from jax.experimental import multihost_utils
+from transformers import AutoTokenizer
+
+from sembridge_jax.bridge.alignment import Alignment
+from sembridge_jax.bridge.apply import apply_alignment
+from sembridge_jax.bridge.build import build_alignment
+from sembridge_jax.hf import load_pretrained
+from sembridge_jax.models import build_model
+from sembridge_jax.training import trainer
+from sembridge_jax.training.data import TrainData
+from sembridge_jax.training.distributed import initialise_distributed, is_main_process, run_on_main_process
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from train_tiny import tiny_config  # noqa: E402  (the trainer's own tiny settings)
+
 cpu = {"start": time.process_time()}  # CPU seconds per phase, printed as it goes (CI budget)
 
 
@@ -27,29 +45,8 @@ def phase(name):
     print(f"{time.strftime('%H:%M:%S')} {name}: {cpu[name] - list(cpu.values())[-2]:.1f} s CPU", flush=True)
 
 
-
-from sembridge_jax.training.distributed import initialise_distributed, is_main_process, run_on_main_process
-
-plan = initialise_distributed(timeout_s=60)
-
+plan = initialise_distributed(timeout_s=60)  # before anything touches a device (importing jax does not)
 phase("init")
-import jax  # noqa: E402  (jax and the pipeline come after joining the job, as in train.py)
-import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
-from jax.experimental import multihost_utils  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
-
-from sembridge_jax.bridge.alignment import Alignment  # noqa: E402
-from sembridge_jax.bridge.apply import apply_alignment  # noqa: E402
-from sembridge_jax.bridge.build import build_alignment  # noqa: E402
-from sembridge_jax.hf import load_pretrained  # noqa: E402
-from sembridge_jax.models import build_model  # noqa: E402
-from sembridge_jax.training import trainer  # noqa: E402
-from sembridge_jax.training.data import TrainData  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from train_tiny import tiny_config  # noqa: E402  (the trainer's own tiny settings)
-
 ap = argparse.ArgumentParser()
 ap.add_argument("setup", type=Path)
 ap.add_argument("workdir", type=Path)
@@ -67,7 +64,6 @@ def build(path):
 
 
 args.workdir.mkdir(parents=True, exist_ok=True)
-phase("imports")
 alignment = run_on_main_process(build, args.workdir / "alignment", load_fn=Alignment.load)
 tokenizer = AutoTokenizer.from_pretrained(str(target))
 
