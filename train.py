@@ -78,10 +78,10 @@ def make_evaluator(config, tokenizer, dataset, cache_dir: Path | None):
     return evaluate
 
 
-def load_dataset(source: str, split: str, subset: str, max_queries: int):
+def load_dataset(source: str, split: str, subset: str, corpus: str, max_queries: int):
     from sembridge_jax.evaluation.datasets import load_eval_dataset, subsample
 
-    ds = load_eval_dataset(source, split=split, subset=subset)
+    ds = load_eval_dataset(source, split=split, subset=subset, corpus=corpus)
     return subsample(ds, max_queries=max_queries) if max_queries else ds
 
 
@@ -144,11 +144,12 @@ def main(argv=None) -> int:
     target_tokenizer = load_tokenizer(config.target_tokenizer)
     evaluate = dev_evaluate = None
     if config.eval.beir:
-        test_set = load_dataset(config.eval.beir, config.eval.split, config.eval.subset, config.eval.max_queries)
+        test_set = load_dataset(config.eval.beir, config.eval.split, config.eval.subset, config.eval.corpus,
+                                config.eval.max_queries)
         evaluate = make_evaluator(config, target_tokenizer, test_set, workdir / "eval_cache")
     if config.data.dev.beir and config.train.eval_every:
         dev_set = load_dataset(config.data.dev.beir, config.data.dev.split, config.data.dev.subset,
-                               config.data.dev.max_queries)
+                               config.data.dev.corpus, config.data.dev.max_queries)
         dev_evaluate = make_evaluator(config, target_tokenizer, dev_set, None)
 
     methods = list(dict.fromkeys([config.init.method, *config.compare.methods]))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -35,6 +36,8 @@ VARIANT_ROWS = {
     "sembridge bias=positional": {"bias_init": "positional"},
     "sembridge alpha=2.5": {"alpha": 2.5},
     "sembridge alpha=3": {"alpha": 3.0},
+    "sembridge alpha=6": {"alpha": 6.0},
+    "sembridge alpha=10": {"alpha": 10.0},
     "sembridge_unkfilter": {"method": "sembridge_unkfilter"},
     "sembridge prompt='query: '": {"prompt": "query: "},
 }
@@ -93,27 +96,57 @@ def main(argv=None) -> int:
     settings = EvalSettings(measures=("nDCG@10", "R@100"), depth=100, batch_size=a.batch_size,
                             query_max_length=a.query_max_length, doc_max_length=a.doc_max_length,
                             cache_dir=a.eval_cache or None)
-    source = SparseEncoder.from_pretrained(a.source)
-    target_tok = load_tokenizer(a.target_tokenizer)
+    common = {"data": str(Path(a.data).resolve()), "split": a.split, "source": a.source,
+              "target_tokenizer": a.target_tokenizer, "bridge": a.bridge, "query_max_length": a.query_max_length,
+              "doc_max_length": a.doc_max_length, "depth": settings.depth, "seed": a.seed}
+    loaded = {}
+
+    def source():  # loaded only when a row is not in the row cache
+        if "source" not in loaded:
+            loaded["source"] = SparseEncoder.from_pretrained(a.source)
+            loaded["target"] = load_tokenizer(a.target_tokenizer)
+        return loaded["source"], loaded["target"]
+
+    alignments = {}  # rows differing only in bias_init share one alignment
+
+    def alignment(s):
+        key = (s["method"], s["alpha"], s["prompt"])
+        if key not in alignments:
+            src, tgt = source()
+            alignments[key] = build_alignment(src.tokenizer, tgt, method=s["method"], alpha=s["alpha"],
+                                              bridge=a.bridge, bridge_prompt=s["prompt"], cache_dir=a.bridge_cache,
+                                              seed=a.seed)
+        return alignments[key]
+
+    def run_row(name):
+        if name == "BM25":
+            return evaluate_bm25(ds, settings, "BM25"), {}
+        if name == "base":
+            return evaluate_encoder(CorpusEncoder(source()[0]), ds, settings, "base (English tokenizer)"), {}
+        s = row_settings(name)
+        al = alignment(s)
+        src, tgt = source()
+        model = apply_alignment(src.model, al, bias_init=s["bias_init"], target_tokenizer=tgt)
+        row = evaluate_encoder(CorpusEncoder(SparseEncoder(model, tgt)), ds, settings, name)
+        return row, {**s, "summary": al.summary(), "method_stats": al.metadata.get("method_stats", {})}
+
     rows, inits = [], {}
     for name in a.rows:
-        if name == "BM25":
-            rows.append(evaluate_bm25(ds, settings, "BM25"))
-        elif name == "base":
-            rows.append(evaluate_encoder(CorpusEncoder(source), ds, settings, "base (English tokenizer)"))
-        else:
-            s = row_settings(name)
-            al = build_alignment(source.tokenizer, target_tok, method=s["method"], alpha=s["alpha"], bridge=a.bridge,
-                                 bridge_prompt=s["prompt"], cache_dir=a.bridge_cache, seed=a.seed)
-            model = apply_alignment(source.model, al, bias_init=s["bias_init"], target_tokenizer=target_tok)
-            rows.append(evaluate_encoder(CorpusEncoder(SparseEncoder(model, target_tok)), ds, settings, name))
-            inits[name] = {**s, "summary": al.summary(), "method_stats": al.metadata.get("method_stats", {})}
+        # finished rows are kept in OUT/rows/ (keyed by every setting), so runs can be split and resumed
+        cached = Path(a.out) / "rows" / (re.sub(r"[^\w.=-]+", "_", name) + ".json")
+        key = {**common, **({} if name in REFERENCE_ROWS else row_settings(name))}
+        hit = json.loads(cached.read_text()) if cached.is_file() else None
+        if hit is None or hit["key"] != key:
+            row, init = run_row(name)
+            hit = {"key": key, "row": row, "init": init}
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_text(json.dumps(hit, indent=1, ensure_ascii=False))
+        rows.append(hit["row"])
+        if hit["init"]:
+            inits[name] = hit["init"]
         print(markdown_table(rows[-1:]), file=sys.stderr, flush=True)
 
-    files = write_report(rows, a.out, settings={
-        "data": a.data, "split": a.split, "source": a.source, "target_tokenizer": a.target_tokenizer,
-        "bridge": a.bridge, "query_max_length": a.query_max_length, "doc_max_length": a.doc_max_length,
-        "depth": settings.depth, "seed": a.seed, "paper_default": PAPER, "rows": inits})
+    files = write_report(rows, a.out, settings={**common, "paper_default": PAPER, "rows": inits})
     print(markdown_table(rows))
     print(json.dumps({k: str(v) for k, v in files.items()}))
     return 0

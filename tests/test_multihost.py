@@ -185,7 +185,7 @@ def make_setup(root: Path) -> None:
     """A tiny source BERT (also the bridge), a target tokenizer that permutes and extends the source
     vocabulary (copies + new tokens that need bridge weights) and lexical-match training data."""
     import torch
-    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
     sys.path.insert(0, str(REPO / "tests"))
     from train_tiny import NUM_WORDS, SPECIALS, tiny_dataset
@@ -195,8 +195,8 @@ def make_setup(root: Path) -> None:
               "target": SPECIALS + words[::-1] + ["z0", "z1", "z2", "##s", "w1w2"]}
     for name, vocab in vocabs.items():
         (root / name).mkdir(parents=True)
-        (root / name / "vocab.txt").write_text("\n".join(vocab) + "\n")
-        BertTokenizerFast(vocab_file=str(root / name / "vocab.txt"), do_lower_case=True).save_pretrained(root / name)
+        # transformers 5: BertTokenizerFast(vocab_file=...) keeps only the special tokens; build from the dict.
+        BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True).save_pretrained(root / name)
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=len(vocabs["source"]), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=32)

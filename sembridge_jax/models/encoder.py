@@ -31,6 +31,22 @@ from sembridge_jax.models.layers import (
 )
 
 
+# What a rematerialised layer keeps for the backward pass (config.remat): nothing but its input.
+REMAT_POLICY = jax.checkpoint_policies.nothing_saveable
+
+
+def remat_compiler_options(platform: str) -> dict[str, str]:
+    """XLA options that make `jax.checkpoint` / `config.remat` save memory when compiling for `platform`.
+
+    XLA:CPU expands (drops) the optimisation barriers that `jax.checkpoint` puts around a
+    recomputation before it runs common-subexpression elimination, which then merges the backward
+    pass's recomputed layer with the forward one: the activations stay live and remat saves nothing.
+    Skipping that expander keeps the barriers (the CPU backend executes them as no-ops).
+    GPU/TPU keep the barriers anyway: no options there.
+    """
+    return {"xla_disable_hlo_passes": "cse_barrier_expander"} if platform == "cpu" else {}
+
+
 class Embeddings(nnx.Module):
     def __init__(self, cfg: EncoderConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
         d = cfg.hidden_size
@@ -102,7 +118,9 @@ class MaskedLMEncoder(nnx.Module):
             return layer(x, bias)
 
         if self.config.remat:
-            run = nnx.remat(run)
+            # Keep each layer's input only; the backward pass recomputes the layer. Effective on CPU
+            # only when compiled with `remat_compiler_options` (see there).
+            run = nnx.remat(run, policy=REMAT_POLICY)
         for layer in self.layers:
             x = run(layer, x, bias)
         return x

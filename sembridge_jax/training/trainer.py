@@ -27,6 +27,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
+from sembridge_jax.models.encoder import remat_compiler_options
 from sembridge_jax.training import losses, optim, sharding
 from sembridge_jax.training.checkpoint import Checkpointer
 from sembridge_jax.training.logging import MetricsWriter, bar_postfix, plot_curves, progress_bar
@@ -203,6 +204,7 @@ def build_sharded_step(
         in_shardings=(state_sh, sharding.batch_sharding(mesh, leading)),
         out_shardings=(state_sh, sharding.replicated(mesh)),
         donate_argnums=0,
+        compiler_options=remat_compiler_options(mesh.devices.flat[0].platform),
     )
     return ShardedStep(mesh, state_sh, leading, jitted, abstract)
 
