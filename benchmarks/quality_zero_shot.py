@@ -38,6 +38,7 @@ VARIANT_ROWS = {
     "sembridge alpha=3": {"alpha": 3.0},
     "sembridge alpha=6": {"alpha": 6.0},
     "sembridge alpha=10": {"alpha": 10.0},
+    "sembridge alpha=20": {"alpha": 20.0},
     "sembridge_unkfilter": {"method": "sembridge_unkfilter"},
     "sembridge prompt='query: '": {"prompt": "query: "},
 }
