@@ -31,13 +31,14 @@ def alignment_for(config, method: str, workdir: Path):
     """The cached alignment of ``method`` (built once, on process 0)."""
     from sembridge_jax.bridge.alignment import Alignment
     from sembridge_jax.bridge.build import build_alignment
+    from sembridge_jax.bridge.encode import default_bridge_cache
 
     def build(path):
         build_alignment(
             config.source, config.target_tokenizer, method=method, alpha=config.init.alpha,
             bridge=config.bridge.model, bridge_prompt=config.bridge.prompt,
             bridge_batch_size=config.bridge.batch_size, bridge_backend=config.bridge.backend,
-            cache_dir=config.bridge.cache_dir or str(workdir / "bridge_cache"),
+            cache_dir=config.bridge.cache_dir or default_bridge_cache(),
             overlap_exact=config.init.overlap_exact, overlap_fuzzy=config.init.overlap_fuzzy,
             overlap_symbols=config.init.overlap_symbols, seed=config.seed,
             top_k=config.init.top_k, temperature=config.init.temperature,

@@ -20,7 +20,7 @@ from pathlib import Path
 from sembridge_jax.bridge.alignment import Alignment
 from sembridge_jax.bridge.apply import BIAS_INIT, apply_alignment
 from sembridge_jax.bridge.build import build_alignment, load_tokenizer
-from sembridge_jax.bridge.encode import BACKENDS
+from sembridge_jax.bridge.encode import BACKENDS, default_bridge_cache
 from sembridge_jax.bridge.methods import ALIASES, METHODS
 
 
@@ -30,7 +30,7 @@ def _settings_from_config(path: str, overrides: list[str]) -> dict:
     c = load_config(path, overrides)
     return dict(source=c.source, target_tokenizer=c.target_tokenizer, bridge=c.bridge.model,
                 bridge_prompt=c.bridge.prompt, bridge_batch_size=c.bridge.batch_size,
-                bridge_backend=c.bridge.backend, cache_dir=c.bridge.cache_dir or str(Path(c.workdir) / "bridge_cache"),
+                bridge_backend=c.bridge.backend, cache_dir=c.bridge.cache_dir or default_bridge_cache(),
                 method=c.init.method, alpha=c.init.alpha, bias_init=c.init.bias_init,
                 overlap_exact=c.init.overlap_exact, overlap_fuzzy=c.init.overlap_fuzzy,
                 overlap_symbols=c.init.overlap_symbols, seed=c.seed,
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--bridge-prompt", default="", help="text prepended to every token string (default none)")
     b.add_argument("--bridge-batch-size", type=int, default=256)
     b.add_argument("--bridge-backend", choices=BACKENDS, default="sentence_transformers")
-    b.add_argument("--cache-dir", default=None, help="bridge embedding cache (default <out>/bridge_cache)")
+    b.add_argument("--cache-dir", default=None, help="bridge embedding cache (default $SEMBRIDGE_CACHE/bridge_embeddings or ~/.cache/sembridge_jax/...)")
     b.add_argument("--method", default="sembridge", choices=sorted(METHODS) + sorted(ALIASES))
     b.add_argument("--alpha", type=float, default=4.0, help="entmax alpha for sembridge (paper: 4)")
     b.add_argument("--bias-init", choices=BIAS_INIT, default="remap")
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("build needs --source, --target-tokenizer and --out (or --config)")
         settings = dict(source=args.source, target_tokenizer=args.target_tokenizer, bridge=args.bridge,
                         bridge_prompt=args.bridge_prompt, bridge_batch_size=args.bridge_batch_size,
-                        bridge_backend=args.bridge_backend, cache_dir=args.cache_dir or str(Path(args.out) / "bridge_cache"),
+                        bridge_backend=args.bridge_backend, cache_dir=args.cache_dir or default_bridge_cache(),
                         method=args.method, alpha=args.alpha, bias_init=args.bias_init,
                         overlap_exact=not args.no_overlap_exact, overlap_fuzzy=not args.no_overlap_fuzzy,
                         overlap_symbols=not args.no_overlap_symbols, seed=args.seed, top_k=args.top_k,

@@ -32,6 +32,14 @@ def resolve_bridge(spec: str, cache_dir: str | None = None) -> str:
     return spec
 
 
+def default_bridge_cache() -> str:
+    """Where bridge vectors are cached unless a config/CLI says otherwise: one per user, shared by every
+    run (the key covers bridge, backend, prompt and strings, so sharing is safe and reruns are free)."""
+    from sembridge_jax.bridge.e5 import default_cache_dir
+
+    return os.path.join(default_cache_dir(), "bridge_embeddings")
+
+
 def bridge_identity(path_or_id: str) -> str:
     """What the cache key records about the bridge: a hub id as is; for a folder its config and the
     sizes/mtimes of its weight files (cheap, changes when the weights are rewritten)."""

