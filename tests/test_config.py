@@ -139,3 +139,10 @@ def test_cli_glue(tmp_path, monkeypatch):
     assert c.workdir == str(tmp_path / "out")  # command-line paths are relative to the current directory
     with pytest.raises(SystemExit):
         parse_config_args(["--config", str(DEMO), "--bogus"])
+
+
+def test_remote_workdir_fails_before_any_work(tmp_path):
+    from sembridge_jax.training.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="workdir.*gs://"):
+        load_config(str(REPO / "configs" / "demo_ko.py"), ["--config.workdir=gs://bucket/run"])

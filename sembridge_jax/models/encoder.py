@@ -30,7 +30,6 @@ from sembridge_jax.models.layers import (
     param,
 )
 
-
 # What a rematerialised layer keeps for the backward pass (config.remat): nothing but its input.
 REMAT_POLICY = jax.checkpoint_policies.nothing_saveable
 

@@ -359,7 +359,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str],
 
 
 def _is_remote(value: str) -> bool:
-    return value.startswith(_BRIDGE_SCHEMES)
+    return value.startswith(_BRIDGE_SCHEMES) or "://" in value
 
 
 def _resolve_one(value: str, base: Path, hub_ok: bool) -> str:
@@ -439,6 +439,10 @@ def validate(config: ml_collections.ConfigDict, where: str = "<config>") -> None
     for key in ("workdir", "source", "target_tokenizer", "bridge.model"):
         if not _get(config, key):
             _fail(where, key, "must be set")
+    if "://" in str(config.workdir):
+        # The trainer's checkpoint, metrics and export code still writes through pathlib.
+        _fail(where, "workdir", f"{config.workdir!r}: remote workdirs (gs://...) are not supported by the trainer "
+                                "yet; use a local path or a gcsfuse mount of the bucket")
     _check_range(config, "seed", where, lo=0, integer=True)
 
     _check_type(config, "bridge.prompt", (str,), where)
