@@ -35,6 +35,7 @@ from sembridge_jax.evaluation.encode import CorpusEncoder
 from sembridge_jax.evaluation.evaluator import EvalSettings, encode_dataset, evaluate_bm25, evaluate_encoder
 from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES
 from sembridge_jax.evaluation.report import markdown_table, write_report
+from sembridge_jax.storage import as_path, writable_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,30 +164,31 @@ def main(argv=None) -> list[dict]:
         args, config = parse_config_args(argv, parser)
     else:
         args = parser.parse_args(argv)
-    out = Path(args.out or (Path(config.workdir) / "eval" if config is not None else "eval_out"))
-    args.cache = args.cache or str(out / "cache")
+    out = str(args.out or (as_path(config.workdir) / "eval" if config is not None else "eval_out"))
+    args.cache = args.cache or str(as_path(out) / "cache")
     datasets = load_datasets(args, config)
     models = load_models(args, config)
     if not models and not args.bm25:
         raise SystemExit("nothing to evaluate: give --model, --checkpoint, --config or --bm25")
     rows = []
-    if args.bm25:
-        for ds, mixed in datasets:
-            rows.append(evaluate_bm25(ds, make_settings(args, config, mixed)))
-            print(markdown_table(rows[-1:]), flush=True)
-    for name, loader in models:
-        encoder = loader()
-        for ds, mixed in datasets:
-            settings = make_settings(args, config, mixed)
-            rows.append(evaluate_encoder(encoder, ds, settings, name))
-            print(markdown_table(rows[-1:]), flush=True)
-            if args.export:  # the vectors come back from the encoder's cache
-                export_serving(out, name, ds, *encode_dataset(encoder, ds, settings), args.export)
-        del encoder
-    settings = vars(make_settings(args, config))
-    files = write_report(rows, out, settings={**settings, "argv": argv})
+    with writable_dir(out) as local_out:  # a gs:// --out is written locally, uploaded at the end
+        if args.bm25:
+            for ds, mixed in datasets:
+                rows.append(evaluate_bm25(ds, make_settings(args, config, mixed)))
+                print(markdown_table(rows[-1:]), flush=True)
+        for name, loader in models:
+            encoder = loader()
+            for ds, mixed in datasets:
+                settings = make_settings(args, config, mixed)
+                rows.append(evaluate_encoder(encoder, ds, settings, name))
+                print(markdown_table(rows[-1:]), flush=True)
+                if args.export:  # the vectors come back from the encoder's cache
+                    export_serving(local_out, name, ds, *encode_dataset(encoder, ds, settings), args.export)
+            del encoder
+        settings = vars(make_settings(args, config))
+        files = write_report(rows, local_out, settings={**settings, "argv": argv})
     print(markdown_table(rows))
-    print("wrote " + ", ".join(str(p) for p in files.values()))
+    print(f"wrote {out}: " + ", ".join(str(p.relative_to(local_out)) for p in files.values()))
     return rows
 
 

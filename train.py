@@ -1,6 +1,6 @@
 """Transfer an English SPLADE encoder to a new language and fine-tune it: the whole job.
 
-    python train.py --config configs/demo_ko.py [--workdir DIR] [--config.train.learning_rate=2e-5 ...]
+    python train.py --config configs/demo_ko.py [--workdir DIR_OR_GS_URL] [--config.train.learning_rate=2e-5 ...]
 
 For the init method ``config.init.method`` and each of ``config.compare.methods``:
 1. build (or load the cached) vocabulary alignment of the target tokenizer onto the source model
@@ -20,14 +20,13 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
-
+from sembridge_jax.storage import as_path
 from sembridge_jax.training.distributed import initialise_distributed, is_main_process, run_on_main_process
 
 log = logging.getLogger("train")
 
 
-def alignment_for(config, method: str, workdir: Path):
+def alignment_for(config, method: str, workdir):
     """The cached alignment of ``method`` (built once, on process 0)."""
     from sembridge_jax.bridge.alignment import Alignment
     from sembridge_jax.bridge.build import build_alignment
@@ -60,7 +59,7 @@ def host_model(model):
     return merge_model(layout, multihost_utils.process_allgather(params, tiled=True))
 
 
-def make_evaluator(config, tokenizer, dataset, cache_dir: Path | None):
+def make_evaluator(config, tokenizer, dataset, cache_dir):
     """``evaluate(model, name) -> metrics row`` on ``dataset`` (encode, retrieve, score)."""
     from sembridge_jax.api import SparseEncoder
     from sembridge_jax.evaluation.encode import CorpusEncoder
@@ -86,14 +85,14 @@ def load_dataset(source: str, split: str, subset: str, corpus: str, max_queries:
     return subsample(ds, max_queries=max_queries) if max_queries else ds
 
 
-def run_method(config, method: str, run_dir: Path, source_model, target_tokenizer, evaluate, dev_evaluate):
+def run_method(config, method: str, run_dir, source_model, target_tokenizer, evaluate, dev_evaluate):
     """Align, evaluate zero-shot, fine-tune, evaluate: one row of the final table (or None if preempted)."""
     from sembridge_jax.bridge.apply import apply_alignment
     from sembridge_jax.training import trainer
     from sembridge_jax.training.checkpoint import save_model_spec
     from sembridge_jax.training.data import TrainData
 
-    workdir = Path(config.workdir)
+    workdir = as_path(config.workdir)
     alignment = alignment_for(config, method, workdir)
     model = apply_alignment(source_model, alignment, bias_init=config.init.bias_init, target_tokenizer=target_tokenizer)
     if is_main_process():
@@ -128,7 +127,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every file it writes at INFO
     _, config = parse_config_args(argv)
-    workdir = Path(config.workdir)
+    workdir = as_path(config.workdir)  # local or gs://...
     workdir.mkdir(parents=True, exist_ok=True)
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # a resumed run skips recompiling
         jax.config.update("jax_compilation_cache_dir", str(workdir / "jax_cache"))

@@ -20,3 +20,20 @@ def kit() -> Path:
     if not (KIT / "assets" / "splade-tiny-en").is_dir():
         raise FileNotFoundError(f"the shared kit is missing at {KIT}; set SEMBRIDGE_KIT to its path")
     return KIT
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """One local GCS server per test process (see tests/gcs_emulator.py)."""
+    from gcs_emulator import GCSEmulator
+
+    with GCSEmulator() as server:
+        yield server
+
+
+@pytest.fixture
+def gcs(gcs_server, monkeypatch):
+    """The local GCS server, with this process's clients pointed at it."""
+    for key, value in gcs_server.env.items():
+        monkeypatch.setenv(key, value)
+    return gcs_server

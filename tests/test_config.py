@@ -141,8 +141,17 @@ def test_cli_glue(tmp_path, monkeypatch):
         parse_config_args(["--config", str(DEMO), "--bogus"])
 
 
-def test_remote_workdir_fails_before_any_work(tmp_path):
+def test_object_store_workdirs(monkeypatch):
+    """gs:// workdirs and export dirs are kept as URLs (not resolved against the repo); an unknown
+    scheme, or a scheme whose fsspec package is missing, fails before any work and names the key."""
+    from sembridge_jax import storage
     from sembridge_jax.training.config import ConfigError, load_config
 
-    with pytest.raises(ConfigError, match="workdir.*gs://"):
-        load_config(str(REPO / "configs" / "demo_ko.py"), ["--config.workdir=gs://bucket/run"])
+    demo = str(REPO / "configs" / "demo_ko.py")
+    c = load_config(demo, ["--config.workdir=gs://bucket/run", "--config.export.dir=gs://bucket/export"])
+    assert (c.workdir, c.export.dir) == ("gs://bucket/run", "gs://bucket/export")
+    with pytest.raises(ConfigError, match=r"workdir.*unsupported storage scheme ftp://"):
+        load_config(demo, ["--config.workdir=ftp://host/run"])
+    monkeypatch.setitem(storage.REMOTE_SCHEMES, "gs", "gcsfs_not_installed")
+    with pytest.raises(ConfigError, match=r"export\.dir.*pip install gcsfs_not_installed"):
+        load_config(demo, ["--config.export.dir=gs://bucket/export"])

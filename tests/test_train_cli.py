@@ -159,3 +159,35 @@ def test_export_from_checkpoint_loads_in_sentence_transformers(job, tmp_path):
     with torch.no_grad():
         theirs = st.encode(texts, convert_to_tensor=True).to_dense().numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_gcs_workdir_gives_the_same_job(job, gcs, tmp_path):
+    """The whole job on a gs:// workdir (a local GCS server): alignments, Orbax checkpoints, metrics,
+    TensorBoard, plot, eval cache, export and results land in the bucket; the table and the exported
+    weights equal the local run's; a rerun resumes; the export CLI reads and writes gs:// too."""
+    from etils import epath
+
+    local, out, env = job
+    env = dict(env, **gcs.env)
+    remote = gcs.path("run")
+    args = ["train.py", "--config", str(local.parent / "cfg.py"), "--workdir", remote, "--config.train.learning_rate=2e-3"]
+    first = _python(args, env).stdout
+    assert first.split("held-out evaluation")[1] == out.split("held-out evaluation")[1]
+    run = epath.Path(remote)
+    for path in ("checkpoints/6", "metrics.jsonl", "training_curves.png", "model/encoder_config.json",
+                 "model/tokenizer_config.json", "export/modules.json", "alignments/sembridge/alignment.npz",
+                 "compare/random/checkpoints/6", "results.md"):
+        assert (run / path).exists(), path
+    assert [p.name for p in (run / "tensorboard").iterdir() if p.name.startswith("events.out.tfevents.")]
+    assert list((run / "eval_cache").iterdir())
+    assert (run / "metrics.jsonl").read_text() == (local / "metrics.jsonl").read_text()
+    assert (run / "export" / "model.safetensors").read_bytes() == (local / "export" / "model.safetensors").read_bytes()
+
+    again = _python(args, env)  # everything is found in the bucket: nothing is retrained
+    assert again.stdout.split("held-out evaluation")[1] == out.split("held-out evaluation")[1]
+    assert f"resumed from {remote}/checkpoints step 6" in again.stderr
+
+    _python(["-m", "sembridge_jax.export", "--checkpoint", remote, "--step", "3", "--out", gcs.path("hf3")], env)
+    _python(["-m", "sembridge_jax.export", "--checkpoint", str(local), "--step", "3", "--out", str(tmp_path / "hf3")],
+            env)
+    assert epath.Path(gcs.path("hf3/model.safetensors")).read_bytes() == (tmp_path / "hf3" / "model.safetensors").read_bytes()

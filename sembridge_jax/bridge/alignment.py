@@ -20,11 +20,14 @@ alpha, method, counts, support-size stats, timings).
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import os
 import zlib
-from pathlib import Path
 
 import numpy as np
+
+from sembridge_jax.storage import as_path
 
 NEW_KINDS = ("sparse", "dense_softmax", "mean", "random", "gaussian", "mvgauss")
 FORMAT_VERSION = 1
@@ -151,9 +154,9 @@ class Alignment:
         return rng.multivariate_normal(mu, cov, size=n, method="cholesky" if _is_pd(cov) else "eigh")
 
     # ------------------------------------------------------------------ I/O
-    def save(self, out_dir: str | Path) -> Path:
-        """Write out_dir/alignment.npz and out_dir/alignment.json; returns out_dir."""
-        out = Path(out_dir)
+    def save(self, out_dir: str | os.PathLike):
+        """Write out_dir/alignment.npz and out_dir/alignment.json (local or gs://...); returns out_dir."""
+        out = as_path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         arrays = dict(copy_src=self.copy_src, rows=self.rows, cols=self.cols, weights=self.weights,
                       target_tokens=np.array(self.target_tokens, dtype=str),
@@ -162,7 +165,9 @@ class Alignment:
             arrays["mean_ids"] = self.mean_ids
         if self.dense_query is not None:
             arrays.update(dense_query=self.dense_query.astype(np.float32), dense_keys=self.dense_keys.astype(np.float32))
-        np.savez_compressed(out / "alignment.npz", **arrays)
+        npz = io.BytesIO()
+        np.savez_compressed(npz, **arrays)
+        (out / "alignment.npz").write_bytes(npz.getvalue())
         meta = {"format_version": FORMAT_VERSION, "method": self.method, "new_kind": self.new_kind,
                 "source_size": self.source_size, "target_size": self.target_size, **self.metadata,
                 "summary": self.summary()}
@@ -170,14 +175,14 @@ class Alignment:
         return out
 
     @classmethod
-    def load(cls, in_dir: str | Path) -> Alignment:
+    def load(cls, in_dir: str | os.PathLike) -> Alignment:
         """Read an artifact written by `save`."""
-        d = Path(in_dir)
+        d = as_path(in_dir)
         for f in ("alignment.npz", "alignment.json"):
             if not (d / f).is_file():
                 raise FileNotFoundError(f"{d / f} not found (not an alignment folder)")
         meta = json.loads((d / "alignment.json").read_text())
-        z = np.load(d / "alignment.npz", allow_pickle=False)
+        z = np.load(io.BytesIO((d / "alignment.npz").read_bytes()), allow_pickle=False)
         keep = {k: v for k, v in meta.items()
                 if k not in ("format_version", "method", "new_kind", "source_size", "target_size", "summary")}
         return cls(copy_src=z["copy_src"], rows=z["rows"], cols=z["cols"], weights=z["weights"],

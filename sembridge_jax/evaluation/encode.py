@@ -9,12 +9,16 @@ corpus is encoded once and reused across runs.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
+import jax
 import numpy as np
 import scipy.sparse as sp
+
+from sembridge_jax.storage import as_path, replace_file
 
 
 @dataclass
@@ -26,22 +30,34 @@ class SparseCollection:
     vocab: list[str]
     meta: dict = field(default_factory=dict)
 
-    def save(self, stem: str | Path) -> None:
-        """`<stem>.npz` (the CSR matrix) and `<stem>.json` (ids, vocab, meta)."""
-        stem = Path(stem)
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        sp.save_npz(f"{stem}.npz", self.matrix, compressed=False)
-        Path(f"{stem}.json").write_text(json.dumps({"ids": self.ids, "vocab": self.vocab, "meta": self.meta},
-                                                   ensure_ascii=False))
+    def save(self, stem: str | os.PathLike) -> None:
+        """`<stem>.json` (ids, vocab, meta), then `<stem>.npz` (the CSR matrix), each written whole:
+        a reader that finds the `.npz` finds a finished pair (local or gs://...)."""
+        npz, meta = _collection_files(stem)
+        replace_file(meta, json.dumps({"ids": self.ids, "vocab": self.vocab, "meta": self.meta},
+                                      ensure_ascii=False).encode())
+        buf = io.BytesIO()
+        sp.save_npz(buf, self.matrix, compressed=False)
+        replace_file(npz, buf.getvalue())
 
     @classmethod
-    def load(cls, stem: str | Path) -> SparseCollection:
-        info = json.loads(Path(f"{stem}.json").read_text())
-        matrix = sp.load_npz(f"{stem}.npz").tocsr()
+    def exists(cls, stem: str | os.PathLike) -> bool:
+        return _collection_files(stem)[0].is_file()
+
+    @classmethod
+    def load(cls, stem: str | os.PathLike) -> SparseCollection:
+        npz, meta = _collection_files(stem)
+        info = json.loads(meta.read_text())
+        matrix = sp.load_npz(io.BytesIO(npz.read_bytes())).tocsr()
         if matrix.shape != (len(info["ids"]), len(info["vocab"])):
             raise ValueError(f"{stem}.npz has shape {matrix.shape}, {stem}.json names "
                              f"{len(info['ids'])} ids x {len(info['vocab'])} tokens")
         return cls(info["ids"], matrix, info["vocab"], info.get("meta", {}))
+
+
+def _collection_files(stem: str | os.PathLike):
+    stem = as_path(stem)
+    return stem.parent / f"{stem.name}.npz", stem.parent / f"{stem.name}.json"
 
 
 def vocab_tokens(tokenizer, vocab_size: int) -> list[str]:
@@ -96,7 +112,7 @@ class CorpusEncoder:
         return cls(SparseEncoder.from_pretrained(path_or_id))
 
     @classmethod
-    def from_checkpoint(cls, workdir: str | Path, step: int | None = None) -> CorpusEncoder:
+    def from_checkpoint(cls, workdir: str | os.PathLike, step: int | None = None) -> CorpusEncoder:
         """The model of a training run's checkpoint (newest step by default)."""
         from sembridge_jax.api import SparseEncoder
         from sembridge_jax.training.checkpoint import load_model_from_checkpoint
@@ -105,7 +121,7 @@ class CorpusEncoder:
         return cls(SparseEncoder(model, tokenizer))
 
     def encode(self, ids: list[str], texts: list[str], *, max_length: int = 256, top_k: int | None = None,
-               batch_size: int = 32, cache_dir: str | Path | None = None) -> SparseCollection:
+               batch_size: int = 32, cache_dir: str | os.PathLike | None = None) -> SparseCollection:
         """Encode (or load from `cache_dir`) a collection; the key covers weights, ids, texts and settings.
         top_k (None/0 = off) keeps the k largest weights of each vector (the model's own pruning)."""
         if len(ids) != len(texts):
@@ -113,15 +129,15 @@ class CorpusEncoder:
         top_k = top_k or None
         stem = None
         if cache_dir:
-            stem = Path(cache_dir) / texts_fingerprint(ids, texts, model=self.model_key, max_length=max_length,
-                                                       top_k=top_k)
-            if Path(f"{stem}.npz").is_file():
+            stem = as_path(cache_dir) / texts_fingerprint(ids, texts, model=self.model_key, max_length=max_length,
+                                                          top_k=top_k)
+            if SparseCollection.exists(stem):
                 return SparseCollection.load(stem)
         matrix = self.encoder.encode(list(texts), batch_size=batch_size, max_length=max_length, top_k=top_k,
                                      show_progress_bar=True)
         matrix.eliminate_zeros()
         coll = SparseCollection(list(ids), matrix, self.vocab, {"max_length": max_length, "top_k": top_k})
-        if stem is not None:
+        if stem is not None and jax.process_index() == 0:  # every process encodes the same texts
             coll.meta["model"] = self.model_key
             coll.save(stem)
         return coll

@@ -3,6 +3,8 @@
     python -m sembridge_jax.export --model DIR_OR_HUB_ID --out DIR [--pooling max|sum]
     python -m sembridge_jax.export --checkpoint TRAIN_WORKDIR [--step N] --out DIR
 
+TRAIN_WORKDIR and DIR may be object-store URLs (gs://bucket/run).
+
 Extending: a new source (e.g. an Orbax checkpoint) adds its option in `build_parser` and a branch
 in `load_source` that returns (model, tokenizer); `export_to_hf` (writer.py) does the writing.
 """
@@ -18,9 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sembridge_jax.export", description=__doc__.split("\n")[0])
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", help="Hugging Face folder or hub id to export")
-    src.add_argument("--checkpoint", help="training workdir (or one of its compare/<method> run folders)")
+    src.add_argument("--checkpoint", help="training workdir, local or gs:// (or one of its compare/<method> run folders)")
     p.add_argument("--step", type=int, default=None, help="with --checkpoint: the step (default: the newest)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder, local or gs://")
     p.add_argument("--pooling", choices=["max", "sum"], default=None,
                    help="SPLADE pooling written to 1_SpladePooling (default: the model config's)")
     return p

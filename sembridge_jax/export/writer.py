@@ -1,11 +1,16 @@
 """`export_to_hf(model, tokenizer, out_dir)`: the one writing step every export source ends in."""
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+from sembridge_jax.storage import as_path, writable_dir
 
 
-def export_to_hf(model, tokenizer, out_dir: str | Path, *, pooling: str | None = None) -> Path:
-    """Write `model` + `tokenizer` to `out_dir` as a Hugging Face + SparseEncoder folder; returns it."""
+def export_to_hf(model, tokenizer, out_dir: str | os.PathLike, *, pooling: str | None = None):
+    """Write `model` + `tokenizer` as a Hugging Face + SparseEncoder folder at `out_dir`, a local
+    path or an object-store URL (gs://..., staged locally and uploaded); returns it."""
     from sembridge_jax.hf.save import save_pretrained
 
-    return save_pretrained(model, tokenizer, out_dir, pooling=pooling)
+    with writable_dir(out_dir) as local:
+        save_pretrained(model, tokenizer, local, pooling=pooling)
+    return as_path(out_dir)

@@ -6,19 +6,21 @@ JSON). Orbax writes each step into a temporary folder and renames it only once e
 complete (atomic finalize), so ``latest_step`` never names a half-written checkpoint, even if
 the process is killed mid-save. ``<workdir>/model/`` holds what rebuilds the model without the
 source run: ``encoder_config.json`` (every ``EncoderConfig`` field) and the target tokenizer.
+The workdir may be local or on an object store (``gs://bucket/run``): see ``sembridge_jax.storage``.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
+import os
 from collections.abc import Mapping
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+
+from sembridge_jax.storage import as_path, readable_dir, writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,8 @@ def all_finite(tree) -> jax.Array:
 class Checkpointer:
     """Keep-N, every-N-steps, optionally asynchronous Orbax checkpoints of one run."""
 
-    def __init__(self, workdir: str | Path, *, every_steps: int, keep: int, async_save: bool = True):
-        self.directory = Path(workdir).absolute() / CHECKPOINT_DIR
+    def __init__(self, workdir: str | os.PathLike, *, every_steps: int, keep: int, async_save: bool = True):
+        self.directory = as_path(workdir) / CHECKPOINT_DIR
         self.every_steps = every_steps
         self._manager = ocp.CheckpointManager(
             self.directory,
@@ -146,16 +148,16 @@ def _jsonable(meta: Mapping) -> dict:
     return conv(meta)
 
 
-def save_model_spec(workdir: str | Path, encoder_config, tokenizer) -> Path:
+def save_model_spec(workdir: str | os.PathLike, encoder_config, tokenizer):
     """Write ``<workdir>/model/`` (encoder config + tokenizer) so a checkpoint can be rebuilt alone."""
-    out = Path(workdir) / MODEL_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    (out / ENCODER_CONFIG).write_text(json.dumps(dataclasses.asdict(encoder_config), indent=2, sort_keys=True))
-    tokenizer.save_pretrained(str(out))
+    out = as_path(workdir) / MODEL_DIR
+    with writable_dir(out) as local:
+        (local / ENCODER_CONFIG).write_text(json.dumps(dataclasses.asdict(encoder_config), indent=2, sort_keys=True))
+        tokenizer.save_pretrained(str(local))
     return out
 
 
-def load_model_from_checkpoint(workdir: str | Path, step: int | None = None):
+def load_model_from_checkpoint(workdir: str | os.PathLike, step: int | None = None):
     """Rebuild ``(model, tokenizer, step)`` from a run's workdir: the encoder from
     ``model/encoder_config.json``, its parameters from the checkpoint ``step`` (default: newest)."""
     from flax import nnx
@@ -165,7 +167,7 @@ def load_model_from_checkpoint(workdir: str | Path, step: int | None = None):
     from sembridge_jax.models.build import model_from_params
     from sembridge_jax.training.trainer import split_model
 
-    workdir = Path(workdir)
+    workdir = as_path(workdir)
     spec = workdir / MODEL_DIR / ENCODER_CONFIG
     if not spec.is_file():
         raise FileNotFoundError(f"{spec} is missing: is {workdir} a sembridge-jax training workdir?")
@@ -182,5 +184,6 @@ def load_model_from_checkpoint(workdir: str | Path, step: int | None = None):
         raise ValueError(f"checkpoint step {step} in {workdir} has parameters the model lacks: {unknown[:5]}")
     model = model_from_params(config, {layout.paths[k]: v for k, v in params.items()},
                               describe=lambda p: f"{'.'.join(map(str, p))} (checkpoint step {step} in {workdir})")
-    tokenizer = AutoTokenizer.from_pretrained(str(workdir / MODEL_DIR))
+    with readable_dir(workdir / MODEL_DIR) as local:
+        tokenizer = AutoTokenizer.from_pretrained(str(local))
     return model, tokenizer, step

@@ -424,6 +424,19 @@ def _check_path(config, key: str, where: str) -> None:
         _fail(where, key, f"is neither an existing local path nor a hub id (org/name): {value!r}")
 
 
+def _check_storage(config, key: str, where: str) -> None:
+    """A folder we write to: local, or an object store whose fsspec package is installed."""
+    from sembridge_jax.storage import missing_backend
+
+    value = _check_type(config, key, (str,), where)
+    try:
+        package = missing_backend(value)
+    except ValueError as e:
+        _fail(where, key, str(e))
+    if package:
+        _fail(where, key, f"{value!r} needs the {package} package: pip install {package}")
+
+
 def init_methods() -> tuple[str, ...]:
     """Names the bridge registry accepts (bridge/methods.py: METHODS + ALIASES)."""
     from sembridge_jax.bridge.methods import ALIASES, METHODS
@@ -439,10 +452,8 @@ def validate(config: ml_collections.ConfigDict, where: str = "<config>") -> None
     for key in ("workdir", "source", "target_tokenizer", "bridge.model"):
         if not _get(config, key):
             _fail(where, key, "must be set")
-    if "://" in str(config.workdir):
-        # The trainer's checkpoint, metrics and export code still writes through pathlib.
-        _fail(where, "workdir", f"{config.workdir!r}: remote workdirs (gs://...) are not supported by the trainer "
-                                "yet; use a local path or a gcsfuse mount of the bucket")
+    for key in ("workdir", "export.dir"):
+        _check_storage(config, key, where)
     _check_range(config, "seed", where, lo=0, integer=True)
 
     _check_type(config, "bridge.prompt", (str,), where)

@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 import jax
 from etils import epath
 
+from sembridge_jax.storage import as_path, remove
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -159,23 +161,23 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
-def _remove(path: epath.Path) -> None:
-    if path.is_dir():
-        path.rmtree()
-    elif path.exists():
-        path.unlink()
+def _published_marker(path: epath.Path) -> epath.Path:
+    return path.parent / f".{path.name}.published"
 
 
 def _publish(build_fn: Callable[[epath.Path], Any], path: epath.Path) -> None:
-    """Build into a temporary sibling, then rename: a crashed build never leaves a half artifact."""
+    """Build into a temporary sibling, rename it, then write a marker: a crashed build (or a
+    crashed rename, which is a copy on object stores) never passes for a finished artifact."""
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    _remove(tmp)
+    remove(tmp)
+    remove(_published_marker(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     build_fn(tmp)
     if not tmp.exists():
         raise FileNotFoundError(f"the build function returned without writing its artifact {tmp}")
-    _remove(path)
+    remove(path)
     tmp.rename(path)
+    _published_marker(path).write_text("")
 
 
 def _coordination_client():
@@ -219,13 +221,13 @@ def run_on_main_process(
     All processes return together (a barrier after loading), ready for the next collective.
     ``artifact_path`` must be visible to all processes (a shared disk or a ``gs://`` path).
     """
-    path = epath.Path(artifact_path)
+    path = as_path(artifact_path)
     call = next(_main_process_calls)
     key = f"sembridge/run_on_main_process/{call}"
     multi = jax.process_count() > 1
     if is_main_process():
         error: Exception | None = None
-        if not (reuse and path.exists()):
+        if not (reuse and _published_marker(path).exists()):
             try:
                 _publish(build_fn, path)
             except Exception as e:  # noqa: BLE001 - reported to every process, then re-raised
@@ -243,7 +245,7 @@ def run_on_main_process(
                                f"to build {path}: {e}") from e
         if status != "ok":
             raise RuntimeError(f"process 0 failed to build {path}: {status}")
-    if not path.exists():
+    if not _published_marker(path).exists():
         raise FileNotFoundError(
             f"{path} was built by process 0 but is not visible on process {jax.process_index()}: "
             "put the artifact on storage all hosts share (e.g. gs:// or NFS)"

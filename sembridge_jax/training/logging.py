@@ -1,17 +1,22 @@
 """Run observability: metrics as JSONL + TensorBoard events, a PNG of the curves, a progress bar.
 
 Only process 0 writes. On resume, JSONL records past the restored step are dropped first, so a
-run killed between checkpoints does not leave duplicated steps in its curves.
+run killed between checkpoints does not leave duplicated steps in its curves. The workdir may be
+an object store (``gs://``): objects cannot be appended to, so there the JSONL file is rewritten
+whole at every write (it stays small: one line per ``train.log_every`` steps).
 """
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import jax
 from tqdm.auto import tqdm
+
+from sembridge_jax.storage import as_path, is_remote
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -23,26 +28,32 @@ PLOTTED = ("loss", "rank_loss", "flops_q", "flops_d", "active_q", "active_d", "l
 class MetricsWriter:
     """Append ``{"step": s, **metrics}`` lines to ``<workdir>/metrics.jsonl`` and TensorBoard scalars."""
 
-    def __init__(self, workdir: str | Path, *, resume_step: int = 0):
+    def __init__(self, workdir: str | os.PathLike, *, resume_step: int = 0):
         self.enabled = jax.process_index() == 0
-        self.path = Path(workdir) / METRICS_FILE
+        self.path = as_path(workdir) / METRICS_FILE
+        self._remote = is_remote(self.path)
+        self._lines: list[str] = []
         self._tb = None
         if not self.enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
-            keep = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
-            self.path.write_text("".join(line + "\n" for line in keep))
-        from tensorboardX import SummaryWriter
+            self._lines = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
+        self.path.write_text("".join(line + "\n" for line in self._lines))
+        from tensorboardX import SummaryWriter  # writes gs:// itself (google-cloud-storage)
 
-        self._tb = SummaryWriter(str(Path(workdir) / TENSORBOARD_DIR), purge_step=resume_step + 1)
+        self._tb = SummaryWriter(str(self.path.parent / TENSORBOARD_DIR), purge_step=resume_step + 1)
 
     def write(self, step: int, metrics: Mapping[str, float], prefix: str = "") -> None:
         if not self.enabled:
             return
         record = {"step": int(step), **{prefix + k: float(v) for k, v in metrics.items()}}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        self._lines.append(json.dumps(record))
+        if self._remote:
+            self.path.write_text("".join(line + "\n" for line in self._lines))
+        else:
+            with self.path.open("a") as f:
+                f.write(self._lines[-1] + "\n")
         for k, v in record.items():
             if k != "step" and math.isfinite(v):
                 self._tb.add_scalar(k, v, step)
@@ -59,10 +70,10 @@ def _step_of(line: str) -> float:
         return math.inf  # a torn last line from a killed run: drop it
 
 
-def read_metrics(path: str | Path) -> list[dict]:
+def read_metrics(path: str | os.PathLike) -> list[dict]:
     """The records of a metrics JSONL file (a torn last line is skipped)."""
     out = []
-    for line in Path(path).read_text().splitlines():
+    for line in as_path(path).read_text().splitlines():
         try:
             out.append(json.loads(line))
         except ValueError:
@@ -70,7 +81,7 @@ def read_metrics(path: str | Path) -> list[dict]:
     return out
 
 
-def plot_curves(workdir: str | Path, out: str | Path | None = None) -> Path | None:
+def plot_curves(workdir: str | os.PathLike, out: str | os.PathLike | None = None):
     """Draw the training curves of ``<workdir>/metrics.jsonl`` into a PNG (one panel per metric,
     dev metrics included). Returns the PNG path, or None when there is nothing to draw."""
     import matplotlib
@@ -78,7 +89,7 @@ def plot_curves(workdir: str | Path, out: str | Path | None = None) -> Path | No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    workdir = Path(workdir)
+    workdir = as_path(workdir)
     if not (workdir / METRICS_FILE).exists():
         return None
     records = read_metrics(workdir / METRICS_FILE)
@@ -98,9 +109,11 @@ def plot_curves(workdir: str | Path, out: str | Path | None = None) -> Path | No
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     fig.tight_layout()
-    out = Path(out) if out else workdir / PLOT_FILE
-    fig.savefig(out, dpi=100)
+    out = as_path(out) if out else workdir / PLOT_FILE
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    out.write_bytes(png.getvalue())
     return out
 
 

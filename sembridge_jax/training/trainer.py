@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -28,6 +28,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from sembridge_jax.models.encoder import remat_compiler_options
+from sembridge_jax.storage import as_path
 from sembridge_jax.training import losses, optim, sharding
 from sembridge_jax.training.checkpoint import Checkpointer
 from sembridge_jax.training.logging import MetricsWriter, bar_postfix, plot_curves, progress_bar
@@ -283,7 +284,7 @@ class FitResult:
 def fit(
     config,
     model: nnx.Module,
-    workdir: str | Path,
+    workdir: str | os.PathLike,
     data,
     *,
     evaluate: Callable[[nnx.Module], Mapping[str, float]] | None = None,
@@ -300,7 +301,7 @@ def fit(
     and at the end; on SIGTERM saves at once and returns with status "preempted". A NaN/inf loss or
     gradient raises ``FloatingPointError`` without saving, leaving the last good checkpoint newest.
     """
-    workdir = Path(workdir)
+    workdir = as_path(workdir)
     tcfg = config.train
     mesh = mesh or sharding.make_mesh(config.mesh.axes)
     layout, params = split_model(model)
