@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import sys
+
 from sembridge_jax.storage import as_path
 from sembridge_jax.training.distributed import initialise_distributed, is_main_process, run_on_main_process
 

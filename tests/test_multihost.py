@@ -204,21 +204,24 @@ def make_setup(root: Path) -> None:
     tiny_dataset(root / "train.jsonl")
 
 
-def train(setup: Path, workdir: Path, *, processes: int, devices: int, resume_at: int = 0) -> None:
-    args = [str(setup), str(workdir), "--steps", str(STEPS)] + (["--resume-at", str(resume_at)] if resume_at else [])
-    launch("train_worker.py", args, processes=processes, devices=devices, logs=workdir / "logs", timeout_s=300)
+def train(setup: Path, workdir: str | Path, out: Path, *, processes: int, devices: int, resume_at: int = 0) -> None:
+    args = [str(setup), str(workdir), "--out", str(out), "--steps", str(STEPS)]
+    args += ["--resume-at", str(resume_at)] if resume_at else []
+    launch("train_worker.py", args, processes=processes, devices=devices, logs=out / "logs", timeout_s=300)
 
 
-def outcome(workdir: Path) -> dict:
+def outcome(workdir: str | Path, out: Path) -> dict:
     """What a finished run left: result.json, the build log, losses per step, final parameters."""
+    from sembridge_jax.storage import as_path
     from sembridge_jax.training.logging import read_metrics
 
+    workdir = as_path(workdir)
     metrics = {r["step"]: r for r in read_metrics(workdir / "metrics.jsonl")}
     return {
-        "result": json.loads((workdir / "result.json").read_text()),
-        "builds": (workdir / "builds.txt").read_text().splitlines(),
+        "result": json.loads((out / "result.json").read_text()),
+        "builds": (out / "builds.txt").read_text().splitlines(),
         "losses": [metrics[s]["loss"] for s in range(1, STEPS + 1)],
-        "params": dict(np.load(workdir / "params.npz")),
+        "params": dict(np.load(out / "params.npz")),
         "checkpoints": sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()),
     }
 
@@ -234,31 +237,35 @@ def reference(shared_dir) -> tuple[Path, dict]:
         if not (setup / "train.jsonl").is_file():
             make_setup(setup)
         if not (workdir / "result.json").is_file():
-            train(setup, workdir, processes=1, devices=8)
-    run = outcome(workdir)
+            train(setup, workdir, workdir, processes=1, devices=8)
+    run = outcome(workdir, workdir)
     assert run["result"]["plan"] == ["single", 1] and run["result"]["devices"] == 8
     assert run["builds"] == ["process 0 of 1"]
     return setup, run
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("processes, resume_at", [(2, RESUME_AT), (4, 0)])
-def test_multiprocess_training_matches_single_process(reference, tmp_path, processes, resume_at):
+@pytest.mark.parametrize("processes, resume_at, storage", [(2, RESUME_AT, "local"), (4, 0, "local"),
+                                                           (2, RESUME_AT, "gcs")])
+def test_multiprocess_training_matches_single_process(reference, tmp_path, request, processes, resume_at, storage):
     """N processes x 8/N devices: bridge built once on process 0, same losses and parameters as
     1 process x 8 devices. With 2 processes the run restores its step-4 checkpoint onto a randomly
-    initialised model half-way; the 4-process checkpoint is restored here, in 1 process on 1 device."""
+    initialised model half-way; the 4-process checkpoint is restored here, in 1 process on 1 device.
+    The "gcs" case is a pod's layout: the workdir (alignment, Orbax checkpoints written by both
+    processes, metrics) lives in a gs:// bucket (a local GCS server) instead of a shared disk."""
     from sembridge_jax.training.checkpoint import Checkpointer
 
     setup, single = reference
-    train(setup, tmp_path, processes=processes, devices=8 // processes, resume_at=resume_at)
-    run = outcome(tmp_path)
+    workdir = request.getfixturevalue("gcs").path(f"multihost-{processes}") if storage == "gcs" else tmp_path
+    train(setup, workdir, tmp_path, processes=processes, devices=8 // processes, resume_at=resume_at)
+    run = outcome(workdir, tmp_path)
     assert run["result"] == dict(single["result"], plan=["explicit", processes])
     assert run["result"]["mesh"] == {"data": 4, "fsdp": 2} and run["result"]["step"] == STEPS
     assert run["builds"] == [f"process 0 of {processes}"]  # the precompute ran once, on process 0
     assert run["checkpoints"][-1] == STEPS and (not resume_at or resume_at in run["checkpoints"])
     assert np.isfinite(single["losses"]).all() and single["losses"][-1] < single["losses"][0]
     np.testing.assert_allclose(run["losses"], single["losses"], rtol=1e-5, atol=1e-5)
-    ckpt = Checkpointer(tmp_path, every_steps=1, keep=10, async_save=False)
+    ckpt = Checkpointer(workdir, every_steps=1, keep=10, async_save=False)
     try:
         restored = ckpt.restore_params(STEPS)
     finally:

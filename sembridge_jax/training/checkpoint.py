@@ -15,6 +15,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -3,7 +3,8 @@
 Only process 0 writes. On resume, JSONL records past the restored step are dropped first, so a
 run killed between checkpoints does not leave duplicated steps in its curves. The workdir may be
 an object store (``gs://``): objects cannot be appended to, so there the JSONL file is rewritten
-whole at every write (it stays small: one line per ``train.log_every`` steps).
+whole at every write (it stays small: one line per ``train.log_every`` steps), and TensorBoard
+events are written to a local folder whose event file is uploaded after every write.
 """
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import io
 import json
 import math
 import os
+import tempfile
 from collections.abc import Mapping
 
 import jax
+from etils import epath
 from tqdm.auto import tqdm
 
-from sembridge_jax.storage import as_path, is_remote
+from sembridge_jax.storage import as_path, copy_tree, is_remote
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -34,15 +37,20 @@ class MetricsWriter:
         self._remote = is_remote(self.path)
         self._lines: list[str] = []
         self._tb = None
+        self._tb_dir = self.path.parent / TENSORBOARD_DIR
+        self._tb_staging = None
         if not self.enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             self._lines = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
         self.path.write_text("".join(line + "\n" for line in self._lines))
-        from tensorboardX import SummaryWriter  # writes gs:// itself (google-cloud-storage)
+        from tensorboardX import SummaryWriter
 
-        self._tb = SummaryWriter(str(self.path.parent / TENSORBOARD_DIR), purge_step=resume_step + 1)
+        if self._remote:
+            self._tb_staging = tempfile.TemporaryDirectory(prefix="sembridge-tensorboard-")
+        local = self._tb_staging.name if self._remote else str(self._tb_dir)
+        self._tb = SummaryWriter(local, purge_step=resume_step + 1)
 
     def write(self, step: int, metrics: Mapping[str, float], prefix: str = "") -> None:
         if not self.enabled:
@@ -57,10 +65,17 @@ class MetricsWriter:
         for k, v in record.items():
             if k != "step" and math.isfinite(v):
                 self._tb.add_scalar(k, v, step)
+        if self._remote:
+            self._tb.flush()
+            copy_tree(epath.Path(self._tb_staging.name), self._tb_dir)
 
     def close(self) -> None:
         if self._tb is not None:
             self._tb.close()
+        if self._tb_staging is not None:
+            copy_tree(epath.Path(self._tb_staging.name), self._tb_dir)
+            self._tb_staging.cleanup()
+        self._tb = self._tb_staging = None
 
 
 def _step_of(line: str) -> float:
