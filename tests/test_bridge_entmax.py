@@ -110,3 +110,45 @@ def test_rejects_bad_alpha(random_vectors):
         similarity_entmax(q, k, 0.5, progress=False)
     with pytest.raises(ValueError, match="dense"):
         similarity_entmax(q, k, 1.0, progress=False)
+
+
+SHARDED = r"""
+import json, sys
+import jax, numpy as np
+from sembridge_jax.bridge import entmax as E
+
+rng = np.random.default_rng(2)
+unit = lambda x: (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+base = unit(rng.standard_normal((1, 16)))
+keys = unit(np.concatenate([base + 1e-3 * rng.standard_normal((500, 16)), rng.standard_normal((700, 16))]))
+q = np.concatenate([base, keys[600:620], unit(rng.standard_normal((17, 16)))])  # 38 rows: ragged over 4 devices
+devices = jax.devices()
+on_rows, _ = E.row_placement(devices)
+block = jax.device_put(np.zeros((8, 16), np.float32), on_rows)
+_, idx = E._block_candidates(block, jax.device_put(keys, E.row_placement(devices)[1]), 4)
+runs = {n: E.similarity_entmax(q, keys, 3.0, k=(2, 32), block_rows=3, progress=False, devices=devices[:n])
+        for n in (1, len(devices))}
+(r1, c1, w1, s1), (r4, c4, w4, s4) = runs.values()
+print(json.dumps({"devices": len(devices), "shards": len(idx.addressable_shards),
+                  "rows_per_shard": [s.data.shape[0] for s in idx.addressable_shards],
+                  "same_support": bool(np.array_equal(r1, r4) and np.array_equal(c1, c4)),
+                  "max_diff": float(np.abs(w1 - w4).max()), "stats": [s1, s4]}))
+"""
+
+
+def test_rows_are_split_over_devices(tmp_path):
+    """4 simulated CPU devices: each holds its own target rows (and their top-k), and the result
+    (top-k, retry and full-row stages included) equals the one-device run."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    proc = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 4 and out["shards"] == 4 and out["rows_per_shard"] == [2, 2, 2, 2]
+    assert out["same_support"] and out["max_diff"] < 1e-6
+    one, four = out["stats"]
+    assert one == four and one["full"] >= 1 and one["top2"] >= 1 and one["top32"] >= 1, one

@@ -245,14 +245,14 @@ def reference(shared_dir) -> tuple[Path, dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("processes, resume_at, storage", [(2, RESUME_AT, "local"), (4, 0, "local"),
-                                                           (2, RESUME_AT, "gcs")])
+@pytest.mark.parametrize("processes, resume_at, storage", [(2, RESUME_AT, "gcs"), (4, 0, "local")])
 def test_multiprocess_training_matches_single_process(reference, tmp_path, request, processes, resume_at, storage):
     """N processes x 8/N devices: bridge built once on process 0, same losses and parameters as
     1 process x 8 devices. With 2 processes the run restores its step-4 checkpoint onto a randomly
     initialised model half-way; the 4-process checkpoint is restored here, in 1 process on 1 device.
-    The "gcs" case is a pod's layout: the workdir (alignment, Orbax checkpoints written by both
-    processes, metrics) lives in a gs:// bucket (a local GCS server) instead of a shared disk."""
+    The 2-process run has a pod's layout: its workdir (alignment, the Orbax checkpoints both
+    processes write, metrics) is in a gs:// bucket (a local GCS server); the 4 processes share a
+    local disk (the shared-disk path: NFS, a gcsfuse mount)."""
     from sembridge_jax.training.checkpoint import Checkpointer
 
     setup, single = reference

@@ -161,7 +161,7 @@ def test_export_from_checkpoint_loads_in_sentence_transformers(job, tmp_path):
     np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
 
 
-def test_gcs_workdir_gives_the_same_job(job, gcs, tmp_path):
+def test_gcs_workdir_gives_the_same_job(job, gcs):
     """The whole job on a gs:// workdir (a local GCS server): alignments, Orbax checkpoints, metrics,
     TensorBoard, plot, eval cache, export and results land in the bucket; the table and the exported
     weights equal the local run's; a rerun resumes; the export CLI reads and writes gs:// too."""
@@ -187,7 +187,7 @@ def test_gcs_workdir_gives_the_same_job(job, gcs, tmp_path):
     assert again.stdout.split("held-out evaluation")[1] == out.split("held-out evaluation")[1]
     assert f"resumed from {remote}/checkpoints step 6" in again.stderr
 
-    _python(["-m", "sembridge_jax.export", "--checkpoint", remote, "--step", "3", "--out", gcs.path("hf3")], env)
-    _python(["-m", "sembridge_jax.export", "--checkpoint", str(local), "--step", "3", "--out", str(tmp_path / "hf3")],
-            env)
-    assert epath.Path(gcs.path("hf3/model.safetensors")).read_bytes() == (tmp_path / "hf3" / "model.safetensors").read_bytes()
+    _python(["-m", "sembridge_jax.export", "--checkpoint", remote, "--out", gcs.path("hf")], env)
+    hf = epath.Path(gcs.path("hf"))
+    assert (hf / "model.safetensors").read_bytes() == (local / "export" / "model.safetensors").read_bytes()
+    assert (hf / "modules.json").exists() and (hf / "tokenizer_config.json").exists()

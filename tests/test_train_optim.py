@@ -106,3 +106,35 @@ def test_check_finite_names_the_step():
         trainer.check_finite(7, {"loss": float("nan"), "grad_norm": 1.0})
     with pytest.raises(FloatingPointError, match="grad_norm"):
         trainer.check_finite(7, {"loss": 1.0, "grad_norm": float("inf")})
+
+
+def test_bfloat16_compute_trains_with_float32_parameters(tmp_path):
+    """model.dtype = bfloat16 inside the real sharded train step: activations in bf16, parameters
+    and optimiser state stay float32, the loss tracks the float32 run and goes down."""
+    import dataclasses
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from train_tiny import tiny_config, tiny_dataset, tiny_model, tiny_tokenizer
+
+    from sembridge_jax.models import build_model
+    from sembridge_jax.training.data import TrainData
+    from sembridge_jax.training.logging import read_metrics
+
+    tokenizer = tiny_tokenizer(tmp_path / "tok")
+    data_path = tiny_dataset(tmp_path / "train.jsonl")
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        config = tiny_config(tmp_path / dtype, data_path, steps=8)
+        f32 = tiny_model(len(tokenizer))
+        model = build_model(dataclasses.replace(f32.config, dtype=dtype), nnx.Rngs(0))
+        nnx.update(model, nnx.state(f32, nnx.Param))  # same initial float32 weights
+        result = trainer.fit(config, model, tmp_path / dtype, TrainData(config, tokenizer, process_index=0,
+                                                                          process_count=1))
+        losses_ = [r["loss"] for r in read_metrics(tmp_path / dtype / "metrics.jsonl")]
+        runs[dtype] = (losses_, result.model)
+    (f32_losses, _), (bf16_losses, bf16_model) = runs["float32"], runs["bfloat16"]
+    assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(bf16_model, nnx.Param)))
+    assert np.isfinite(bf16_losses).all() and bf16_losses[-1] < bf16_losses[0]
+    np.testing.assert_allclose(bf16_losses, f32_losses, rtol=3e-2)

@@ -18,15 +18,22 @@ tokens. Doing that row by row over 30k sources (the released code) is slow, so:
 Precision: alpha > 2 is ill-conditioned at the support boundary (d w / d tau ~ x^(1/(alpha-1) - 1)),
 so the threshold is solved in `solve_dtype` (float64 by default, under `jax.enable_x64`); the
 similarities themselves stay float32. On TPU pass solve_dtype="float32" (about 1e-4 worst-case).
+
+Devices: every block of target rows is split over the local devices and the source side is
+replicated, so each device scores its own rows against all source tokens with no communication;
+a device holds block_rows x N similarities (a 250k x 250k matrix is never built anywhere).
 """
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 
@@ -151,14 +158,22 @@ def _pad_rows(x: np.ndarray, n: int) -> np.ndarray:
     return x if x.shape[0] == n else np.concatenate([x, np.zeros((n - x.shape[0], x.shape[1]), x.dtype)])
 
 
+def row_placement(devices: Sequence[jax.Device]) -> tuple[NamedSharding, NamedSharding]:
+    """(rows split over ``devices``, replicated): the jitted block functions follow their inputs'
+    shardings, so row-local work (matmul against replicated keys, top-k, solve) stays on each device."""
+    mesh = Mesh(np.asarray(devices), ("rows",))
+    return NamedSharding(mesh, P("rows", None)), NamedSharding(mesh, P())
+
+
 def similarity_entmax(queries: np.ndarray, keys: np.ndarray, alpha: float, *, k: tuple[int, ...] = (64, 1024),
-                      block_rows: int = 256, solve_dtype: str = "float64", progress: bool = True
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+                      block_rows: int = 256, solve_dtype: str = "float64", progress: bool = True,
+                      devices: Sequence[jax.Device] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """alpha-entmax (alpha > 1) of the similarity rows queries @ keys.T, exactly, as COO triplets.
 
     queries [Q, d], keys [N, d] (unit rows give cosines). The result is the entmax of the exact
     scores of the float32 vectors (computed in solve_dtype), independent of matmul summation order.
-    Rows are processed in blocks (memory O(block_rows * N)); each row is first solved on its top
+    Rows are processed in blocks of block_rows per device (memory O(block_rows * N) per device),
+    split over ``devices`` (default: every local device); each row is first solved on its top
     k[0] candidates, rows whose proof fails are retried with k[1], ..., then over the full row.
     Returns (rows, cols, weights float32, stats) with rows ascending and weights > 0; stats counts
     the rows settled at each stage."""
@@ -183,29 +198,37 @@ def similarity_entmax(queries: np.ndarray, keys: np.ndarray, alpha: float, *, k:
         out_cols.append(idx[r, j] if idx is not None else j)
         out_w.append(w[r, j])
 
+    devices = list(devices or jax.local_devices())
+    on_rows, replicated = row_placement(devices)
+    n_dev = len(devices)
+
+    def rows_block(part, per_device):  # padded to a whole number of rows on every device
+        return jax.device_put(_pad_rows(q_all[part], per_device * n_dev), on_rows)
+
     with jax.enable_x64(solve_dtype == "float64"):
         sdt = jnp.dtype(solve_dtype)
-        keys32, keys_exact = jnp.asarray(keys), jnp.asarray(keys, sdt)
-        for start in tqdm(range(0, len(q_all), block_rows), desc=f"entmax alpha={alpha}", disable=not progress,
+        keys32, keys_exact = jax.device_put((keys, np.asarray(keys, sdt)), replicated)
+        block = block_rows * n_dev
+        for start in tqdm(range(0, len(q_all), block), desc=f"entmax alpha={alpha}", disable=not progress,
                           unit="block"):
-            pending = np.arange(start, min(start + block_rows, len(q_all)))
+            pending = np.arange(start, min(start + block, len(q_all)))
             for kk in ks:
-                # retries gather [rows, k+1, d] candidates: keep that near 2^24 elements
+                # retries gather [rows, k+1, d] candidates: keep that near 2^24 elements per device
                 sub = block_rows if kk == ks[0] else max(1, min(block_rows, (1 << 24) // ((kk + 1) * dim)))
                 failed = []
-                for s in range(0, len(pending), sub):
-                    part = pending[s:s + sub]
-                    idx, w, exact = jax.device_get(_block_topk(jnp.asarray(_pad_rows(q_all[part], sub)), keys32,
-                                                               keys_exact, margin, alpha, kk, sdt))
+                for s in range(0, len(pending), sub * n_dev):
+                    part = pending[s:s + sub * n_dev]
+                    idx, w, exact = jax.device_get(_block_topk(rows_block(part, sub), keys32, keys_exact, margin,
+                                                               alpha, kk, sdt))
                     exact = exact[:len(part)]
                     emit(part[exact], idx[:len(part)][exact], w[:len(part)][exact])
                     stats[f"top{kk}"] += int(exact.sum())
                     failed.append(part[~exact])
                 pending = np.concatenate([pending[:0], *failed])
             sub = max(1, min(block_rows, (1 << 24) // n_keys))
-            for s in range(0, len(pending), sub):  # full rows: the proof failed at every k
-                part = pending[s:s + sub]
-                w = jax.device_get(_block_full(jnp.asarray(_pad_rows(q_all[part], sub)), keys_exact, alpha, sdt))
+            for s in range(0, len(pending), sub * n_dev):  # full rows: the proof failed at every k
+                part = pending[s:s + sub * n_dev]
+                w = jax.device_get(_block_full(rows_block(part, sub), keys_exact, alpha, sdt))
                 emit(part, None, w[:len(part)])
                 stats["full"] += len(part)
     rows, cols, weights = (np.concatenate(x) if x else np.zeros(0) for x in (out_rows, out_cols, out_w))
