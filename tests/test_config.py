@@ -152,6 +152,8 @@ def test_object_store_workdirs(monkeypatch):
     assert (c.workdir, c.export.dir) == ("gs://bucket/run", "gs://bucket/export")
     with pytest.raises(ConfigError, match=r"workdir.*unsupported storage scheme ftp://"):
         load_config(demo, ["--config.workdir=ftp://host/run"])
+    with pytest.raises(ConfigError, match=r"bridge\.cache_dir.*local folder"):
+        load_config(demo, ["--config.bridge.cache_dir=gs://bucket/cache"])
     monkeypatch.setitem(storage.REMOTE_SCHEMES, "gs", "gcsfs_not_installed")
     with pytest.raises(ConfigError, match=r"export\.dir.*pip install gcsfs_not_installed"):
         load_config(demo, ["--config.export.dir=gs://bucket/export"])

@@ -454,6 +454,9 @@ def validate(config: ml_collections.ConfigDict, where: str = "<config>") -> None
             _fail(where, key, "must be set")
     for key in ("workdir", "export.dir"):
         _check_storage(config, key, where)
+    if "://" in str(config.bridge.cache_dir):
+        _fail(where, "bridge.cache_dir", f"{config.bridge.cache_dir!r}: the bridge embedding cache is a local folder "
+                                         "(process 0 builds the alignment; the workdir carries it to the others)")
     _check_range(config, "seed", where, lo=0, integer=True)
 
     _check_type(config, "bridge.prompt", (str,), where)
