@@ -123,16 +123,18 @@ base = unit(rng.standard_normal((1, 16)))
 keys = unit(np.concatenate([base + 1e-3 * rng.standard_normal((500, 16)), rng.standard_normal((700, 16))]))
 q = np.concatenate([base, keys[600:620], unit(rng.standard_normal((17, 16)))])  # 38 rows: ragged over 4 devices
 devices = jax.devices()
-on_rows, _ = E.row_placement(devices)
-block = jax.device_put(np.zeros((8, 16), np.float32), on_rows)
-_, idx = E._block_candidates(block, jax.device_put(keys, E.row_placement(devices)[1]), 4)
+split = E.RowSplit(devices)
+_, idx = E._block_candidates(split.block(np.zeros((7, 16), np.float32), 2), split.replicate(keys), 4)
 runs = {n: E.similarity_entmax(q, keys, 3.0, k=(2, 32), block_rows=3, progress=False, devices=devices[:n])
         for n in (1, len(devices))}
 (r1, c1, w1, s1), (r4, c4, w4, s4) = runs.values()
+values = rng.standard_normal((len(keys), 3)).astype(np.float32)
+dense = [E.dense_softmax_combine(q, keys, values, temperature=0.1, block_rows=3, devices=devices[:n]) for n in (1, 4)]
 print(json.dumps({"devices": len(devices), "shards": len(idx.addressable_shards),
                   "rows_per_shard": [s.data.shape[0] for s in idx.addressable_shards],
                   "same_support": bool(np.array_equal(r1, r4) and np.array_equal(c1, c4)),
-                  "max_diff": float(np.abs(w1 - w4).max()), "stats": [s1, s4]}))
+                  "max_diff": float(np.abs(w1 - w4).max()), "stats": [s1, s4],
+                  "softmax_diff": float(np.abs(dense[0] - dense[1]).max()), "softmax_shape": dense[1].shape}))
 """
 
 
@@ -150,5 +152,6 @@ def test_rows_are_split_over_devices(tmp_path):
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["devices"] == 4 and out["shards"] == 4 and out["rows_per_shard"] == [2, 2, 2, 2]
     assert out["same_support"] and out["max_diff"] < 1e-6
+    assert out["softmax_shape"] == [38, 3] and out["softmax_diff"] < 1e-5  # the dense softmax methods too
     one, four = out["stats"]
     assert one == four and one["full"] >= 1 and one["top2"] >= 1 and one["top32"] >= 1, one

@@ -158,11 +158,26 @@ def _pad_rows(x: np.ndarray, n: int) -> np.ndarray:
     return x if x.shape[0] == n else np.concatenate([x, np.zeros((n - x.shape[0], x.shape[1]), x.dtype)])
 
 
-def row_placement(devices: Sequence[jax.Device]) -> tuple[NamedSharding, NamedSharding]:
-    """(rows split over ``devices``, replicated): the jitted block functions follow their inputs'
-    shardings, so row-local work (matmul against replicated keys, top-k, solve) stays on each device."""
-    mesh = Mesh(np.asarray(devices), ("rows",))
-    return NamedSharding(mesh, P("rows", None)), NamedSharding(mesh, P())
+class RowSplit:
+    """Blocks of target rows split over ``devices`` (default: every local device), the other
+    operands replicated. The jitted block functions follow their inputs' shardings, so row-local
+    work (matmul against replicated keys, top-k, solve) stays on each device, with no communication."""
+
+    def __init__(self, devices: Sequence[jax.Device] | None = None):
+        self.devices = list(devices or jax.local_devices())
+        mesh = Mesh(np.asarray(self.devices), ("rows",))
+        self._rows, self._replicated = NamedSharding(mesh, P("rows", None)), NamedSharding(mesh, P())
+
+    @property
+    def n(self) -> int:
+        return len(self.devices)
+
+    def block(self, x: np.ndarray, per_device: int) -> jax.Array:
+        """``x`` (at most per_device * n rows) zero-padded to per_device * n rows, split over the devices."""
+        return jax.device_put(_pad_rows(x, per_device * self.n), self._rows)
+
+    def replicate(self, tree):
+        return jax.device_put(tree, self._replicated)
 
 
 def similarity_entmax(queries: np.ndarray, keys: np.ndarray, alpha: float, *, k: tuple[int, ...] = (64, 1024),
@@ -198,16 +213,11 @@ def similarity_entmax(queries: np.ndarray, keys: np.ndarray, alpha: float, *, k:
         out_cols.append(idx[r, j] if idx is not None else j)
         out_w.append(w[r, j])
 
-    devices = list(devices or jax.local_devices())
-    on_rows, replicated = row_placement(devices)
-    n_dev = len(devices)
-
-    def rows_block(part, per_device):  # padded to a whole number of rows on every device
-        return jax.device_put(_pad_rows(q_all[part], per_device * n_dev), on_rows)
-
+    split = RowSplit(devices)
+    n_dev = split.n
     with jax.enable_x64(solve_dtype == "float64"):
         sdt = jnp.dtype(solve_dtype)
-        keys32, keys_exact = jax.device_put((keys, np.asarray(keys, sdt)), replicated)
+        keys32, keys_exact = split.replicate((keys, np.asarray(keys, sdt)))
         block = block_rows * n_dev
         for start in tqdm(range(0, len(q_all), block), desc=f"entmax alpha={alpha}", disable=not progress,
                           unit="block"):
@@ -218,7 +228,7 @@ def similarity_entmax(queries: np.ndarray, keys: np.ndarray, alpha: float, *, k:
                 failed = []
                 for s in range(0, len(pending), sub * n_dev):
                     part = pending[s:s + sub * n_dev]
-                    idx, w, exact = jax.device_get(_block_topk(rows_block(part, sub), keys32, keys_exact, margin,
+                    idx, w, exact = jax.device_get(_block_topk(split.block(q_all[part], sub), keys32, keys_exact, margin,
                                                                alpha, kk, sdt))
                     exact = exact[:len(part)]
                     emit(part[exact], idx[:len(part)][exact], w[:len(part)][exact])
@@ -228,7 +238,7 @@ def similarity_entmax(queries: np.ndarray, keys: np.ndarray, alpha: float, *, k:
             sub = max(1, min(block_rows, (1 << 24) // n_keys))
             for s in range(0, len(pending), sub * n_dev):  # full rows: the proof failed at every k
                 part = pending[s:s + sub * n_dev]
-                w = jax.device_get(_block_full(rows_block(part, sub), keys_exact, alpha, sdt))
+                w = jax.device_get(_block_full(split.block(q_all[part], sub), keys_exact, alpha, sdt))
                 emit(part, None, w[:len(part)])
                 stats["full"] += len(part)
     rows, cols, weights = (np.concatenate(x) if x else np.zeros(0) for x in (out_rows, out_cols, out_w))
@@ -252,15 +262,17 @@ def _softmax_block_combine(q, keys, values):
 
 
 def dense_softmax_combine(queries: np.ndarray, keys: np.ndarray, values: np.ndarray, *, temperature: float = 1.0,
-                          block_rows: int = 256) -> np.ndarray:
-    """softmax(queries @ keys.T / temperature) @ values, blocked over query rows, float32.
-    values [N, ...] (any trailing shape; a bias [N] works too)."""
+                          block_rows: int = 256, devices: Sequence[jax.Device] | None = None) -> np.ndarray:
+    """softmax(queries @ keys.T / temperature) @ values, blocked over query rows (block_rows per
+    device, split over ``devices``), float32. values [N, ...] (any trailing shape; a bias [N] works too)."""
     vals = np.asarray(values, np.float32)
     flat = vals.reshape(vals.shape[0], -1)
     q_all = np.asarray(queries, np.float32) / temperature
-    keys_dev, vals_dev = jnp.asarray(keys, jnp.float32), jnp.asarray(flat)
-    out = [np.asarray(_softmax_block_combine(jnp.asarray(_pad_rows(q_all[s:s + block_rows], block_rows)), keys_dev,
-                                             vals_dev))[:min(block_rows, len(q_all) - s)]
-           for s in range(0, len(q_all), block_rows)]
+    split = RowSplit(devices)
+    keys_dev, vals_dev = split.replicate((np.asarray(keys, np.float32), flat))
+    step = block_rows * split.n
+    out = [np.asarray(_softmax_block_combine(split.block(q_all[s:s + step], block_rows), keys_dev,
+                                             vals_dev))[:min(step, len(q_all) - s)]
+           for s in range(0, len(q_all), step)]
     res = np.concatenate(out) if out else np.zeros((0, flat.shape[1]), np.float32)
     return res.reshape((len(q_all),) + vals.shape[1:])

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from sembridge_jax.bridge.entmax import similarity_entmax
+from sembridge_jax.bridge.entmax import RowSplit, similarity_entmax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,13 +132,15 @@ def _topk_softmax(q, keys, k, temperature):
 def _wechsel(x: MethodInputs) -> NewTokenInit:
     new = _new_ids(x)
     k = min(x.top_k, x.source_size)
-    keys = jnp.asarray(x.source_vectors, jnp.float32)
+    split = RowSplit()
+    keys = split.replicate(np.asarray(x.source_vectors, np.float32))
+    step = x.block_rows * split.n
     idx, w = [], []
-    for s in range(0, len(new), x.block_rows):
-        i, ww = jax.device_get(_topk_softmax(jnp.asarray(x.target_vectors[new[s:s + x.block_rows]], jnp.float32),
-                                             keys, k, x.temperature))
-        idx.append(i)
-        w.append(ww)
+    for s in range(0, len(new), step):
+        part = np.asarray(x.target_vectors[new[s:s + step]], np.float32)
+        i, ww = jax.device_get(_topk_softmax(split.block(part, x.block_rows), keys, k, x.temperature))
+        idx.append(i[:len(part)])
+        w.append(ww[:len(part)])
     idx = np.concatenate(idx) if idx else np.zeros((0, k), np.int32)
     w = np.concatenate(w) if w else np.zeros((0, k), np.float32)
     return _merge(np.repeat(new, k), idx.reshape(-1), w.reshape(-1), {"top_k": k, "temperature": x.temperature})
