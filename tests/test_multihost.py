@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gcs_emulator import free_port
 
 from sembridge_jax.training.distributed import (
     DistributedPlan,
@@ -29,12 +29,6 @@ from sembridge_jax.training.distributed import (
 
 REPO = Path(__file__).resolve().parents[1]
 WORKERS = Path(__file__).resolve().parent / "multihost"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 def launch(script: str, args: list[str], *, processes: int, devices: int, logs: Path, timeout_s: float = 150) -> None:
@@ -49,7 +43,7 @@ def launch(script: str, args: list[str], *, processes: int, devices: int, logs: 
         OMP_NUM_THREADS="1",
     )
     if processes > 1:
-        env.update(SEMBRIDGE_COORDINATOR=f"localhost:{_free_port()}", SEMBRIDGE_NUM_PROCESSES=str(processes))
+        env.update(SEMBRIDGE_COORDINATOR=f"localhost:{free_port()}", SEMBRIDGE_NUM_PROCESSES=str(processes))
     logs.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         procs = []

