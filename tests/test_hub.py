@@ -1,0 +1,240 @@
+"""The hub code paths (models, tokenizers, bridge, data sets) against a local hub server (tests/hub/).
+
+The real huggingface_hub / datasets / transformers / sentence-transformers code runs; only the endpoint is
+local. Repos are tiny but have the real file layouts (see tests/hub/repos.py for the sources).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hub.repos import (
+    MIRACL_KO_DOCS,
+    MIRACL_KO_QRELS,
+    MIRACL_KO_TOPICS,
+    MRTYDI_KO_DOCS,
+    WEBFAQ_KOR_ROWS,
+    all_repos,
+    kobigbird_vocab,
+)
+from hub.server import FakeHub, hub_environment
+
+from sembridge_jax.data import hub as data_hub
+
+KO_DEV_QRELS = {}
+for _q, _d, _r in MIRACL_KO_QRELS["dev"]:
+    KO_DEV_QRELS.setdefault(_q, {})[_d] = _r
+
+
+@pytest.fixture(scope="session")
+def hub_server(tmp_path_factory):
+    """The local hub with every repo the headline command downloads (built once per test process)."""
+    with FakeHub(all_repos(tmp_path_factory.mktemp("hub-repos"))) as server:
+        yield server
+
+
+@pytest.fixture
+def hub(hub_server, tmp_path):
+    """The libraries pointed at the local hub, with an empty cache under tmp (HF_HOME, HF_HUB_CACHE,
+    HF_DATASETS_CACHE) and online mode; no lookup of a non-loopback host may happen."""
+    with hub_environment(hub_server.url, tmp_path / "hf-home") as refused:
+        hub_server.clear_log()  # the request log then holds this test's requests only
+        yield hub_server
+    assert not refused, f"tried to reach {refused}"
+
+
+def requested(hub_server, fragment: str) -> list[str]:
+    return [p for p in hub_server.paths_requested() if fragment in p]
+
+
+# -- the server itself ---------------------------------------------------------------------------------------
+def test_hub_api_listing_paths_info_and_ranges(hub):
+    from huggingface_hub import HfApi, HfFileSystem
+
+    api = HfApi()
+    info = api.dataset_info("miracl/miracl-corpus")
+    assert len(info.sha) == 40
+    files = api.list_repo_files("miracl/miracl-corpus", repo_type="dataset")
+    assert "miracl-corpus-v1.0-ko/docs-2.jsonl.gz" in files and ".gitattributes" in files
+    tree = list(api.list_repo_tree("miracl/miracl-corpus", "miracl-corpus-v1.0-ko", repo_type="dataset"))
+    shard = next(t for t in tree if t.path.endswith("docs-0.jsonl.gz"))
+    assert shard.lfs is not None and shard.lfs.size == shard.size  # jsonl.gz is LFS, as on the hub
+    infos = api.get_paths_info("PaDaS-Lab/webfaq", ["data/kor.parquet", "README.md", "nope"], repo_type="dataset")
+    assert sorted(i.path for i in infos) == ["README.md", "data/kor.parquet"]
+    with HfFileSystem().open("datasets/PaDaS-Lab/webfaq/data/kor.parquet", "rb") as f:
+        head = f.read(4)
+        f.seek(-4, 2)
+        tail = f.read(4)
+    assert head == tail == b"PAR1"  # ranged reads through the LFS redirect
+
+
+# -- models -----------------------------------------------------------------------------------------------
+def test_splade_v3_loads_with_load_pretrained_and_transformers(hub):
+    import torch
+    import transformers as tf
+    from huggingface_hub import snapshot_download
+
+    from sembridge_jax.hf.load import load_pretrained
+
+    model, tokenizer, config = load_pretrained("naver/splade-v3")
+    hf_model = tf.AutoModelForMaskedLM.from_pretrained("naver/splade-v3").eval()
+    assert type(hf_model).__name__ == "BertForMaskedLM"
+    assert config.vocab_size == hf_model.config.vocab_size and config.splade_pooling == "max"
+    hf_tok = tf.AutoTokenizer.from_pretrained("naver/splade-v3")
+    enc = hf_tok(["what causes northern lights", "the capital city"], padding=True, return_tensors="np")
+    assert (tokenizer(["what causes northern lights", "the capital city"], padding=True, return_tensors="np")
+            ["input_ids"] == enc["input_ids"]).all()
+    assert hf_tok.unk_token_id not in enc["input_ids"]
+    ours = np.asarray(model.mlm_logits(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]))
+    with torch.no_grad():
+        ref = hf_model(**{k: torch.tensor(v) for k, v in enc.items()}).logits.numpy()
+    mask = enc["attention_mask"].astype(bool)
+    np.testing.assert_allclose(ours[mask], ref[mask], rtol=1e-4, atol=1e-4)
+    # what the project's snapshot pattern fetched: weights, config, tokenizer, the SpladePooling module
+    got = {p.rsplit("/resolve/", 1)[1].split("/", 1)[1] for p in requested(hub, "/naver/splade-v3/resolve/")}
+    assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "1_SpladePooling/config.json",
+            "modules.json"} <= got
+    assert "README.md" not in got
+    folder = Path(snapshot_download("naver/splade-v3"))  # the whole repo, as the hub lists it
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == sorted(
+        hub.repos[("model", "naver/splade-v3")].entries)
+
+
+def test_splade_v3_as_sentence_transformers_sparse_encoder(hub):
+    from sentence_transformers import SparseEncoder
+
+    enc = SparseEncoder("naver/splade-v3", device="cpu")
+    emb = enc.encode(["what causes northern lights"], convert_to_tensor=True).to_dense()
+    assert emb.shape == (1, enc[0].auto_model.config.vocab_size) and (emb >= 0).all() and (emb > 0).any()
+
+
+def test_kobigbird_tokenizer(hub):
+    import transformers as tf
+
+    tok = tf.AutoTokenizer.from_pretrained("monologg/kobigbird-bert-base")
+    assert type(tok).__name__.startswith("BertTokenizer")  # the class tokenizer_config.json names
+    vocab = kobigbird_vocab()
+    assert len(tok) == len(vocab) and tok.convert_ids_to_tokens(5) == "<s>" and tok.eos_token == "</s>"
+    pieces = tok.tokenize("대한민국의 수도는 서울")
+    assert pieces[:2] == ["대한민국", "##의"] and "[UNK]" not in pieces
+    assert tok.model_max_length == 4096
+
+
+def test_bge_m3_sentence_transformer(hub):
+    import torch
+    import transformers as tf
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer("BAAI/bge-m3", device="cpu")
+    names = [type(m).__name__ for m in st]
+    assert names == ["Transformer", "Pooling", "Normalize"], names
+    pooling = st[1].get_config_dict()
+    assert pooling.get("pooling_mode") == "cls" or pooling.get("pooling_mode_cls_token"), pooling
+    assert st.max_seq_length == 8192
+    texts = ["대한민국의 수도는 서울", "what is the capital city"]
+    emb = st.encode(texts, convert_to_numpy=True)
+    assert emb.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # CLS pooling + normalisation of the plain transformers model gives the same vectors
+    tok = tf.AutoTokenizer.from_pretrained("BAAI/bge-m3")
+    model = tf.AutoModel.from_pretrained("BAAI/bge-m3").eval()
+    batch = tok(texts, padding=True, return_tensors="pt")
+    assert tok.unk_token_id not in batch["input_ids"]
+    with torch.no_grad():
+        cls = model(**batch).last_hidden_state[:, 0]
+    np.testing.assert_allclose(emb, torch.nn.functional.normalize(cls, dim=-1).numpy(), atol=1e-5)
+
+
+# -- MIRACL ------------------------------------------------------------------------------------------------
+def test_load_miracl_dev_with_full_corpus(hub):
+    corpus, queries, qrels = data_hub.load_miracl("ko", "dev")
+    assert queries == dict(MIRACL_KO_TOPICS["dev"])
+    assert qrels == KO_DEV_QRELS  # grade 0 (judged, not relevant) kept
+    assert corpus == {d: {"title": t, "text": x} for _, d, t, x in MIRACL_KO_DOCS}
+    assert len(requested(hub, "/miracl-corpus-v1.0-ko/docs-")) >= 3  # every shard of ko
+
+
+def test_load_miracl_judged_corpus_reads_only_needed_shards(hub):
+    corpus, queries, qrels = data_hub.load_miracl("ko", "dev", corpus="judged", max_queries=2)
+    assert sorted(queries) == ["0", "1"] and set(qrels) == {"0", "1"}
+    assert set(corpus) == {"105#0", "105#1", "2201#0"}
+    shards = requested(hub, "/miracl-corpus-v1.0-ko/docs-")
+    assert shards and all("docs-0.jsonl.gz" in p for p in shards)  # all judged docs sit in shard 0
+
+
+def test_load_miracl_train_and_test_splits(hub):
+    _, queries, qrels = data_hub.load_miracl("ko", "train", corpus=False)
+    assert set(queries) == {"100", "101"} and qrels["101"] == {"3310#0": 1, "105#1": 0}
+    _, queries, qrels = data_hub.load_miracl("ko", "testB", corpus=False)
+    assert queries == dict(MIRACL_KO_TOPICS["test-b"]) and qrels == {}
+
+
+def test_load_miracl_errors_name_the_repo_and_what_exists(hub):
+    with pytest.raises(ValueError, match=r"miracl/miracl has no language 'xx'.*available: ko, sw"):
+        data_hub.load_miracl("xx", "dev")
+    with pytest.raises(ValueError, match="split 'validation' unknown"):
+        data_hub.load_miracl("ko", "validation")
+    with pytest.raises(FileNotFoundError, match=r"miracl/miracl has no .*sw-test-a\.tsv .*has: topics\.miracl-v1\.0-sw-dev"):
+        data_hub.load_miracl("sw", "testA")
+    with pytest.raises(ValueError, match=r"miracl/miracl-corpus has no corpus for language 'zz'.*available: ko, sw"):
+        data_hub.miracl_corpus_shards("zz")
+
+
+def test_load_miracl_offline_from_warm_cache(hub, monkeypatch):
+    import huggingface_hub.constants as hc
+
+    online = data_hub.load_miracl("ko", "dev")
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
+    n = len(hub.requests)
+    assert data_hub.load_miracl("ko", "dev") == online
+    assert len(hub.requests) == n  # nothing asked of the hub
+
+
+def test_gated_miracl_needs_a_token(hub, monkeypatch):
+    """miracl/miracl is gated on the hub: without HF_TOKEN the loader says so (listing works, files don't)."""
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(PermissionError, match="miracl/miracl is gated.*HF_TOKEN"):
+        data_hub.load_miracl("ko", "dev", corpus=False)
+
+
+def test_miracl_script_is_refused_by_datasets(hub):
+    """The reason the loaders read files: the real layout has a loading script that datasets refuses."""
+    import datasets
+
+    with pytest.raises(RuntimeError, match="Dataset scripts are no longer supported, but found miracl.py"):
+        datasets.load_dataset("miracl/miracl", "ko", split="dev")
+
+
+# -- Mr.TyDi -----------------------------------------------------------------------------------------------
+def test_load_mrtydi(hub):
+    corpus, queries, qrels = data_hub.load_mrtydi("ko", "dev", corpus="judged")
+    assert queries == {"41": "대한민국의 수도는?", "42": "김치는 무엇인가?"}
+    assert qrels == {"41": {"1205#0": 1}, "42": {"8809#1": 1}}
+    assert set(corpus) == {"1205#0", "8809#1"} and not requested(hub, "corpus.jsonl.gz")
+    corpus, _, _ = data_hub.load_mrtydi("korean", "test")
+    assert corpus == {d: {"title": t, "text": x} for d, t, x in MRTYDI_KO_DOCS}
+    with pytest.raises(ValueError, match="available: korean"):
+        data_hub.load_mrtydi("xx", "test")
+    via = data_hub.load_retrieval("castorini/mr-tydi", "ko", "dev", corpus="judged")
+    assert via[1] == queries
+
+
+# -- WebFAQ ------------------------------------------------------------------------------------------------
+def test_load_webfaq(hub):
+    rows = data_hub.load_webfaq("ko")
+    assert [(r["question"], r["answer"]) for r in rows] == [(r[3], r[4]) for r in WEBFAQ_KOR_ROWS]
+    assert rows[0]["id"] == WEBFAQ_KOR_ROWS[0][0] and rows[0]["origin"] == WEBFAQ_KOR_ROWS[0][1]
+    assert len(data_hub.load_webfaq("kor", max_rows=2, streaming=True)) == 2
+
+
+def test_webfaq_real_config_split_and_columns(hub):
+    """What configs/common.py's training spec needs: config "kor", split "default", question -> answer."""
+    import datasets
+
+    ds = datasets.load_dataset("PaDaS-Lab/webfaq", "kor", split="default")
+    assert {"id", "origin", "url", "question", "answer"} <= set(ds.column_names) and len(ds) == len(WEBFAQ_KOR_ROWS)
+    with pytest.raises(ValueError, match="default"):
+        datasets.load_dataset("PaDaS-Lab/webfaq", "kor", split="train")
+    with pytest.raises(ValueError, match="has no config 'xyz'"):
+        data_hub.load_webfaq("xyz")
