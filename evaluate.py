@@ -4,12 +4,12 @@ English-inclination metrics on mixed pools; comparison table + FLOPS/nDCG plot; 
 From a training config (dataset, lengths, pruning, metrics from config.eval / config.model):
   python evaluate.py --config configs/ko_splade.py [--checkpoint WORKDIR [--step N]] [--config.eval.k=200]
 Without a config, HF / sentence-transformers folders (or hub ids) on BEIR folders:
-  python evaluate.py --model /work/shared/assets/splade-tiny-en --beir /work/shared/data/ko/lohelp-hangul \\
+  python evaluate.py --model ../shared/assets/splade-tiny-en --beir ../shared/data/ko/lohelp-hangul \\
       --split dev --bm25 --out runs/eval_tiny
 MIRACL / Mr.TyDi (hub ids or local json/parquet files):
   python evaluate.py --model DIR --hf miracl/miracl --hf-corpus miracl/miracl-corpus --language ko --out OUT
 English inclination (mixed KO+EN pool; each query's page is relevant in both languages):
-  python evaluate.py --model DIR --mixed /work/shared/data/ko/lohelp /work/shared/data/ko/lohelp-en \\
+  python evaluate.py --model DIR --mixed ../shared/data/ko/lohelp ../shared/data/ko/lohelp-en \\
       --complete-at 10 100 --out OUT
 Several --model / --checkpoint values give one comparison table (OUT/results.md, OUT/results.json) and
 OUT/flops_vs_nDCG_at_10.png. --export anserini es writes serving files under OUT/export/.
@@ -22,8 +22,9 @@ import re
 import sys
 from pathlib import Path
 
-from sembridge_jax.evaluation import serving_export
-from sembridge_jax.evaluation.datasets import (
+from sembridge_jax.api import SparseEncoder
+from sembridge_jax.config import parse_config_args
+from sembridge_jax.data.retrieval import (
     build_mixed_pool,
     load_beir,
     load_eval_dataset,
@@ -31,10 +32,12 @@ from sembridge_jax.evaluation.datasets import (
     load_id_map,
     subsample,
 )
+from sembridge_jax.evaluation import serving_export
 from sembridge_jax.evaluation.encode import CorpusEncoder
 from sembridge_jax.evaluation.evaluator import EvalSettings, encode_dataset, evaluate_bm25, evaluate_encoder
 from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES
 from sembridge_jax.evaluation.report import markdown_table, write_report
+from sembridge_jax.export.checkpoint import load_model_from_checkpoint
 from sembridge_jax.storage import as_path, writable_dir
 
 
@@ -82,16 +85,18 @@ def _pick(cli, config_value, default):
 def make_settings(args, config=None, inclination: bool = False) -> EvalSettings:
     ev = config.eval if config is not None else None
     measures = tuple(_pick(args.measures, tuple(ev.metrics) if ev else None, DEFAULT_MEASURES))
+    d = EvalSettings()
     return EvalSettings(
         measures=measures,
-        depth=_pick(args.depth, ev.k if ev else None, 100),
-        batch_size=_pick(args.batch_size, ev.batch_size if ev else None, 32),
-        query_max_length=_pick(args.query_max_length, config.model.max_query_length if config else None, 64),
-        doc_max_length=_pick(args.doc_max_length, config.model.max_doc_length if config else None, 256),
-        query_top_k=_pick(args.query_top_k, ev.query_top_k if ev else None, 0),
-        doc_top_k=_pick(args.doc_top_k, ev.doc_top_k if ev else None, 0),
+        depth=_pick(args.depth, ev.k if ev else None, d.depth),
+        batch_size=_pick(args.batch_size, ev.batch_size if ev else None, d.batch_size),
+        query_max_length=_pick(args.query_max_length, config.model.max_query_length if config else None,
+                               d.query_max_length),
+        doc_max_length=_pick(args.doc_max_length, config.model.max_doc_length if config else None, d.doc_max_length),
+        query_top_k=_pick(args.query_top_k, ev.query_top_k if ev else None, d.query_top_k),
+        doc_top_k=_pick(args.doc_top_k, ev.doc_top_k if ev else None, d.doc_top_k),
         cache_dir=args.cache, inclination=inclination,
-        complete_at=tuple(_pick(args.complete_at, tuple(ev.mixed.complete_at) if ev else None, (10, 100))))
+        complete_at=tuple(_pick(args.complete_at, tuple(ev.mixed.complete_at) if ev else None, d.complete_at)))
 
 
 def load_datasets(args, config=None) -> list[tuple[object, bool]]:
@@ -124,15 +129,20 @@ def load_datasets(args, config=None) -> list[tuple[object, bool]]:
 
 def load_models(args, config=None) -> list[tuple[str, object]]:
     """(display name, loader) pairs; loaders run lazily so one model is in memory at a time."""
-    specs = [(Path(m).name or m, lambda m=m: CorpusEncoder.from_pretrained(m)) for m in args.model]
+    specs = [(Path(m).name or m, lambda m=m: CorpusEncoder(SparseEncoder.from_pretrained(m))) for m in args.model]
     workdirs = args.checkpoint or ([config.workdir] if config is not None and not args.model else [])
     specs += [(Path(w).name + (f"@{args.step}" if args.step is not None else ""),
-               lambda w=w: CorpusEncoder.from_checkpoint(w, args.step)) for w in workdirs]
+               lambda w=w: _checkpoint_encoder(w, args.step)) for w in workdirs]
     if args.name:
         if len(args.name) != len(specs):
             raise SystemExit(f"--name given {len(args.name)} times for {len(specs)} models")
         specs = [(n, loader) for n, (_, loader) in zip(args.name, specs, strict=True)]
     return specs
+
+
+def _checkpoint_encoder(workdir: str, step: int | None) -> CorpusEncoder:
+    model, tokenizer, _ = load_model_from_checkpoint(workdir, step)
+    return CorpusEncoder(SparseEncoder(model, tokenizer))
 
 
 def _es_index_name(name: str) -> str:
@@ -159,8 +169,6 @@ def main(argv=None) -> list[dict]:
     parser = build_parser()
     config = None
     if any(a.startswith("--config") for a in argv):
-        from sembridge_jax.training.config import parse_config_args
-
         args, config = parse_config_args(argv, parser)
     else:
         args = parser.parse_args(argv)

@@ -2,17 +2,11 @@
 
     python train.py --config configs/demo_ko.py [--workdir DIR_OR_GS_URL] [--config.train.learning_rate=2e-5 ...]
 
-For the init method ``config.init.method`` and each of ``config.compare.methods``:
-1. build (or load the cached) vocabulary alignment of the target tokenizer onto the source model
-   (process 0 builds, every process loads; ``<workdir>/alignments/<method>/``);
-2. apply it to the source model (embeddings, MLM decoder rows and bias);
-3. evaluate zero-shot on the held-out set (``config.eval``);
-4. fine-tune sharded over every device (``training.trainer.fit``: Orbax checkpoints, resume,
-   SIGTERM save, NaN guard, metrics JSONL/TensorBoard/PNG) in ``<workdir>`` for the main method
-   and ``<workdir>/compare/<method>/`` for the others;
-5. evaluate again; export the main model to ``<workdir>/export/`` (Hugging Face + SparseEncoder).
-Finally prints and writes (``<workdir>/results.{json,md}``) the table of zero-shot and fine-tuned
-metrics per method. Rerunning the same command resumes wherever the job stopped.
+For the init method ``config.init.method`` and each of ``config.compare.methods``: build (or load) the
+vocabulary alignment, apply it, evaluate zero-shot, fine-tune (Orbax checkpoints, resume, SIGTERM save,
+NaN guard, metrics JSONL/TensorBoard/PNG), evaluate again and export the main model
+(``sembridge_jax/pipeline.py``). Finally prints and writes (``<workdir>/results.{json,md}``) the table
+of zero-shot and fine-tuned metrics per method. Rerunning the same command resumes wherever the job stopped.
 """
 from __future__ import annotations
 
@@ -21,111 +15,21 @@ import logging
 import os
 import sys
 
+import jax
+
+from sembridge_jax import pipeline
+from sembridge_jax.config import parse_config_args
+from sembridge_jax.evaluation.report import markdown_table
 from sembridge_jax.storage import as_path
-from sembridge_jax.training.distributed import initialise_distributed, is_main_process, run_on_main_process
+from sembridge_jax.training.distributed import initialise_distributed, is_main_process
 
 log = logging.getLogger("train")
 
 
-def alignment_for(config, method: str, workdir):
-    """The cached alignment of ``method`` (built once, on process 0)."""
-    from sembridge_jax.bridge.alignment import Alignment
-    from sembridge_jax.bridge.build import build_alignment
-    from sembridge_jax.bridge.encode import default_bridge_cache
-
-    def build(path):
-        build_alignment(
-            config.source, config.target_tokenizer, method=method, alpha=config.init.alpha,
-            bridge=config.bridge.model, bridge_prompt=config.bridge.prompt,
-            bridge_batch_size=config.bridge.batch_size, bridge_backend=config.bridge.backend,
-            cache_dir=config.bridge.cache_dir or default_bridge_cache(),
-            overlap_exact=config.init.overlap_exact, overlap_fuzzy=config.init.overlap_fuzzy,
-            overlap_symbols=config.init.overlap_symbols, seed=config.seed,
-            top_k=config.init.top_k, temperature=config.init.temperature,
-        ).save(path)
-
-    return run_on_main_process(build, workdir / "alignments" / method, load_fn=Alignment.load)
-
-
-def host_model(model):
-    """The model with every parameter fully on this host (multi-process runs shard them)."""
-    import jax
-    from jax.experimental import multihost_utils
-
-    from sembridge_jax.training.trainer import merge_model, split_model
-
-    if jax.process_count() == 1:
-        return model
-    layout, params = split_model(model)
-    return merge_model(layout, multihost_utils.process_allgather(params, tiled=True))
-
-
-def make_evaluator(config, tokenizer, dataset, cache_dir):
-    """``evaluate(model, name) -> metrics row`` on ``dataset`` (encode, retrieve, score)."""
-    from sembridge_jax.api import SparseEncoder
-    from sembridge_jax.evaluation.encode import CorpusEncoder
-    from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_encoder
-
-    settings = EvalSettings(
-        measures=tuple(config.eval.metrics), depth=config.eval.k, batch_size=config.eval.batch_size,
-        query_max_length=config.model.max_query_length, doc_max_length=config.model.max_doc_length,
-        query_top_k=config.eval.query_top_k, doc_top_k=config.eval.doc_top_k,
-        cache_dir=str(cache_dir) if cache_dir else None,
-    )
-
-    def evaluate(model, name: str) -> dict:
-        return evaluate_encoder(CorpusEncoder(SparseEncoder(host_model(model), tokenizer)), dataset, settings, name)
-
-    return evaluate
-
-
-def load_dataset(source: str, split: str, subset: str, corpus: str, max_queries: int):
-    from sembridge_jax.evaluation.datasets import load_eval_dataset, subsample
-
-    ds = load_eval_dataset(source, split=split, subset=subset, corpus=corpus)
-    return subsample(ds, max_queries=max_queries) if max_queries else ds
-
-
-def run_method(config, method: str, run_dir, source_model, target_tokenizer, evaluate, dev_evaluate):
-    """Align, evaluate zero-shot, fine-tune, evaluate: one row of the final table (or None if preempted)."""
-    from sembridge_jax.bridge.apply import apply_alignment
-    from sembridge_jax.training import trainer
-    from sembridge_jax.training.checkpoint import save_model_spec
-    from sembridge_jax.training.data import TrainData
-
-    workdir = as_path(config.workdir)
-    alignment = alignment_for(config, method, workdir)
-    model = apply_alignment(source_model, alignment, bias_init=config.init.bias_init, target_tokenizer=target_tokenizer)
-    if is_main_process():
-        save_model_spec(run_dir, model.config, target_tokenizer)
-    metrics = tuple(config.eval.metrics)
-    # Evaluations are not stored: a rerun recomputes them from the encoding cache (<workdir>/eval_cache).
-    zero = evaluate(model, f"{method} zero-shot") if evaluate else {}
-    data = TrainData(config, target_tokenizer)
-    if data.skipped:
-        log.warning("%s: skipped %d bad training records", data.source, data.skipped)
-    dev = (lambda m: {k: v for k, v in dev_evaluate(m, "dev").items() if k in metrics}) if dev_evaluate else None
-    result = trainer.fit(config, model, run_dir, data, evaluate=dev, desc=method)
-    if result.status == "preempted":
-        return None, result
-    tuned = evaluate(result.model, f"{method} fine-tuned") if evaluate else {}
-    row = {"method": method, "steps": result.step, "final_loss": result.last_metrics.get("loss")}
-    for m in metrics:
-        row[f"zero-shot {m}"] = zero.get(m)
-        row[f"fine-tuned {m}"] = tuned.get(m)
-    row["query_active_dims"] = tuned.get("query_active_dims")
-    row["doc_active_dims"] = tuned.get("doc_active_dims")
-    return row, result
-
-
 def main(argv=None) -> int:
     initialise_distributed()  # before anything touches a jax device
-    import jax
-
-    from sembridge_jax.hf.load import load_pretrained
-    from sembridge_jax.training.config import parse_config_args
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # force: importing orbax already made absl call basicConfig() with its defaults
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
     logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every file it writes at INFO
     _, config = parse_config_args(argv)
     workdir = as_path(config.workdir)  # local or gs://...
@@ -135,48 +39,12 @@ def main(argv=None) -> int:
     if is_main_process():
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     log.info("devices: %d (%s), processes: %d", jax.device_count(), jax.devices()[0].platform, jax.process_count())
-
-    from sembridge_jax.bridge.build import load_tokenizer
-
-    source_model, _, _ = load_pretrained(
-        config.source, dtype=config.model.dtype, splade_pooling=config.model.splade_pooling,
-        splade_chunk_size=config.model.splade_chunk_size, remat=config.model.remat,
-    )
-    target_tokenizer = load_tokenizer(config.target_tokenizer)
-    evaluate = dev_evaluate = None
-    if config.eval.beir:
-        test_set = load_dataset(config.eval.beir, config.eval.split, config.eval.subset, config.eval.corpus,
-                                config.eval.max_queries)
-        evaluate = make_evaluator(config, target_tokenizer, test_set, workdir / "eval_cache")
-    if config.data.dev.beir and config.train.eval_every:
-        dev_set = load_dataset(config.data.dev.beir, config.data.dev.split, config.data.dev.subset,
-                               config.data.dev.corpus, config.data.dev.max_queries)
-        dev_evaluate = make_evaluator(config, target_tokenizer, dev_set, None)
-
-    methods = list(dict.fromkeys([config.init.method, *config.compare.methods]))
-    rows = []
     try:
-        for method in methods:
-            run_dir = workdir if method == config.init.method else workdir / "compare" / method
-            row, result = run_method(config, method, run_dir, source_model, target_tokenizer, evaluate, dev_evaluate)
-            if row is None:
-                print(f"preempted during {method!r} at step {result.step}: checkpoint saved; "
-                      "rerun the same command to resume", flush=True)
-                return 0
-            rows.append(row)
-            if method == config.init.method and config.export.enabled and is_main_process():
-                from sembridge_jax.export.writer import export_to_hf
-
-                out = export_to_hf(host_model(result.model), target_tokenizer,
-                                   config.export.dir or workdir / "export", pooling=config.model.splade_pooling)
-                log.info("exported %s", out)
+        rows = pipeline.run(config)
     except FloatingPointError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1
-
-    if is_main_process():
-        from sembridge_jax.evaluation.report import markdown_table
-
+    if rows is not None and is_main_process():
         table = markdown_table(rows)
         (workdir / "results.json").write_text(json.dumps(rows, indent=2))
         (workdir / "results.md").write_text(table)

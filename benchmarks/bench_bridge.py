@@ -104,10 +104,10 @@ def compare(name, tv, sv, alpha, sample, seed=0):
 
 
 def kit_inputs(kit, alpha, cache_dir):
-    from sembridge_jax.bridge.build import load_tokenizer
     from sembridge_jax.bridge.encode import encode_texts
     from sembridge_jax.bridge.overlap import overlap_copy
     from sembridge_jax.bridge.token_strings import token_forms
+    from sembridge_jax.hf.tokenizer import load_tokenizer
 
     src = token_forms(load_tokenizer(os.path.join(kit, "assets/splade-tiny-en")))
     tgt = token_forms(load_tokenizer(os.path.join(kit, "data/ko/tokenizers/ko-wordpiece-12k")))

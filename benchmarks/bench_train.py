@@ -71,12 +71,13 @@ def run_jax(size: str, steps: int, chunk: int, remat: bool) -> dict:
     from flax import nnx
 
     from sembridge_jax.models import EncoderConfig, build_model
+    from sembridge_jax.models.state import split_model
     from sembridge_jax.training import losses, optim, sharding, trainer
 
     hidden, layers, heads, inter = SIZES[size]
     cfg = EncoderConfig(vocab_size=VOCAB, hidden_size=hidden, num_layers=layers, num_heads=heads,
                         intermediate_size=inter, splade_chunk_size=chunk, remat=remat)
-    layout, params = trainer.split_model(build_model(cfg, nnx.Rngs(0)))
+    layout, params = split_model(build_model(cfg, nnx.Rngs(0)))
     tcfg = ml_collections.ConfigDict(dict(learning_rate=LR, num_steps=1000, warmup_steps=0, decay="constant",
                                           weight_decay=0.01, clip_norm=0.0, trainable="all"))
     tx, _ = optim.make_optimizer(tcfg, layout.shapes, layout.logical_axes)

@@ -88,11 +88,12 @@ def main(argv=None) -> int:
 
     from sembridge_jax.api import SparseEncoder
     from sembridge_jax.bridge.apply import apply_alignment
-    from sembridge_jax.bridge.build import build_alignment, load_tokenizer
-    from sembridge_jax.evaluation.datasets import load_beir
+    from sembridge_jax.bridge.build import build_alignment
+    from sembridge_jax.data.retrieval import load_beir
     from sembridge_jax.evaluation.encode import CorpusEncoder
     from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25, evaluate_encoder
     from sembridge_jax.evaluation.report import markdown_table, write_report
+    from sembridge_jax.hf.tokenizer import load_tokenizer
 
     ds = load_beir(a.data, a.split)
     settings = EvalSettings(measures=("nDCG@10", "R@100"), depth=100, batch_size=a.batch_size,

@@ -1,12 +1,12 @@
-"""The paper's fine-tuning setting (SemBridge, METHOD.md section 2), shared by every language.
+"""The paper's fine-tuning setting (SemBridge, docs/methods.md "The paper's algorithm"), shared by every language.
 
 `paper_config(lang)` is the only place the paper's choices live; `configs/<lang>_splade.py`
 just picks the language. Hub ids here are resolved by the hub code at run time.
 """
 
-from sembridge_jax.training.config import default_config
+from sembridge_jax.config import default_config
 
-# Target tokenizers of the paper, per language (METHOD.md section 2, "Setup").
+# Target tokenizers of the paper, per language (docs/methods.md, "Paper setup").
 PAPER_TOKENIZERS = {
     "ar": "UBC-NLP/ARBERT",
     "zh": "fnlp/bart-base-chinese",
@@ -50,7 +50,7 @@ def paper_config(lang: str):
     c.data.train.scores_field = ""
 
     # MIRACL (miracl/miracl, subset = language code, split dev): the evaluation loader
-    # (evaluation/datasets.py) joins its topics/qrels with miracl/miracl-corpus.
+    # (data/retrieval.py) joins its topics/qrels with miracl/miracl-corpus.
     c.data.dev.beir = "miracl/miracl"
     c.data.dev.subset = lang
     c.data.dev.corpus = "miracl/miracl-corpus"

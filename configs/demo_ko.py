@@ -23,7 +23,7 @@ tiny source model and the small e5 bridge the multivariate-Gaussian init wins he
 the zero-shot gap).
 """
 
-from sembridge_jax.training.config import default_config
+from sembridge_jax.config import default_config
 
 DATA = "assets/data/lohelp-hangul"
 

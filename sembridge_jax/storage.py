@@ -45,6 +45,15 @@ def missing_backend(path: str | os.PathLike) -> str | None:
     return None if importlib.util.find_spec(package) else package
 
 
+def location_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be written to (unsupported scheme, fsspec package missing), or None."""
+    try:
+        package = missing_backend(path)
+    except ValueError as e:
+        return str(e)
+    return f"{os.fspath(path)!r} needs the {package} package: pip install {package}" if package else None
+
+
 def as_path(path: str | os.PathLike) -> epath.Path:
     """An ``epath.Path``; local paths are made absolute (Orbax requires it)."""
     if is_remote(path):

@@ -97,7 +97,7 @@ def test_settings_from_config(kit, tmp_path):
 
     cfg = tmp_path / "my_ko.py"
     cfg.write_text(
-        "from sembridge_jax.training.config import default_config\n\n\ndef get_config():\n"
+        "from sembridge_jax.config import default_config\n\n\ndef get_config():\n"
         "    c = default_config()\n"
         f"    c.workdir = {str(tmp_path / 'run')!r}\n"
         f"    c.source = {str(kit / 'assets/splade-tiny-en')!r}\n"

@@ -23,9 +23,9 @@ def inputs():
 
 def _align(name, x, **meta):
     canonical, m = get_method(name)
-    init = m.fn(x)
+    init = m.initialise(x)
     return Alignment(copy_src=x.copy_src, rows=init.rows, cols=init.cols, weights=init.weights, method=canonical,
-                     source_size=x.source_size, new_kind=init.new_kind, dense_query=init.dense_query,
+                     source_size=x.source_size, new_kind=m.rows, dense_query=init.dense_query,
                      dense_keys=init.dense_keys, target_tokens=[f"t{i}" for i in range(30)],
                      source_tokens=[f"s{i}" for i in range(50)], metadata=meta, mean_ids=init.mean_ids)
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sembridge_jax.training.config import (
+from sembridge_jax.config import (
     ConfigError,
     default_config,
     load_config,
@@ -59,7 +59,7 @@ def test_unknown_override_names_key_and_closest():
     ("--config.model.remat=maybe", ["model.remat", "true/false"]),
     ("--config.loss.preset=splade", ["loss.preset", "splade_pp"]),
     ("--config.init.method=sembrige", ["init.method", "sembridge"]),
-    ("--config.init.alpha=0.5", ["init.alpha", ">= 1"]),
+    ("--config.init.alpha=0.5", ["init.alpha", "> 1"]),
     ("--config.train.grad_accum_steps=3", ["train.grad_accum_steps", "divide"]),
     ("--config.compare.methods=('mvgaus',)", ["compare.methods", "mvgauss"]),
     ("--config.data.train.path=/nonexistent/x", ["data.train.path", "missing"]),
@@ -80,7 +80,7 @@ def test_unknown_key_in_config_file(tmp_path):
     configs = tmp_path / "configs"
     configs.mkdir()
     (configs / "bad.py").write_text(
-        "from sembridge_jax.training.config import default_config\n"
+        "from sembridge_jax.config import default_config\n"
         "def get_config():\n"
         "    c = default_config()\n"
         "    c.loss.lamda_q = 1.0\n"
@@ -115,7 +115,7 @@ def test_config_arg_and_sibling_import(tmp_path):
     configs.mkdir()
     (configs / "__init__.py").write_text("")
     (configs / "base.py").write_text(
-        "from sembridge_jax.training.config import default_config\n"
+        "from sembridge_jax.config import default_config\n"
         "def make(steps):\n"
         "    c = default_config(); c.source = 'org/src'; c.target_tokenizer = 'org/tok'\n"
         "    c.workdir = 'runs/x'; c.train.num_steps = steps; c.train.warmup_steps = 0\n"
@@ -145,7 +145,7 @@ def test_object_store_workdirs(monkeypatch):
     """gs:// workdirs and export dirs are kept as URLs (not resolved against the repo); an unknown
     scheme, or a scheme whose fsspec package is missing, fails before any work and names the key."""
     from sembridge_jax import storage
-    from sembridge_jax.training.config import ConfigError, load_config
+    from sembridge_jax.config import ConfigError, load_config
 
     demo = str(REPO / "configs" / "demo_ko.py")
     c = load_config(demo, ["--config.workdir=gs://bucket/run", "--config.export.dir=gs://bucket/export"])

@@ -6,16 +6,9 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from sembridge_jax.training.config import default_config, load_config
-from sembridge_jax.training.data import (
-    DataError,
-    ShardedOrder,
-    TrainData,
-    encode_examples,
-    load_examples,
-    read_parallel_tsv,
-    tokenize,
-)
+from sembridge_jax.config import default_config, load_config
+from sembridge_jax.data.examples import DataError, load_examples, read_parallel_tsv
+from sembridge_jax.training.batches import ShardedOrder, TrainData, encode_examples, tokenize
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -62,7 +62,7 @@ def test_cli_config_mode(setup, tmp_path):
     tmp, target, english = setup
     cfg = tmp_path / "configs" / "tiny_eval.py"
     cfg.parent.mkdir()
-    cfg.write_text(f'''from sembridge_jax.training.config import default_config
+    cfg.write_text(f'''from sembridge_jax.config import default_config
 
 
 def get_config():

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from sembridge_jax.evaluation.datasets import load_beir, load_eval_dataset, load_hf_retrieval, subsample
+from sembridge_jax.data.retrieval import load_beir, load_eval_dataset, load_hf_retrieval, subsample
 
 TOPICS = [
     {"query_id": "1", "query": "서울은 어디?", "positive_passages": [{"docid": "a#0", "title": "서울", "text": "수도"}],

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sembridge_jax.evaluation.datasets import RetrievalDataset, build_mixed_pool
+from sembridge_jax.data.retrieval import RetrievalDataset, build_mixed_pool
 from sembridge_jax.evaluation.encode import SparseCollection
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_sparse
 from sembridge_jax.evaluation.inclination import inclination_metrics

@@ -6,7 +6,8 @@ The model is splade-tiny-en as is (a plain BertForMaskedLM folder; sentence-tran
 """
 import pytest
 
-from sembridge_jax.evaluation.datasets import load_beir, subsample
+from sembridge_jax import api
+from sembridge_jax.data.retrieval import load_beir, subsample
 from sembridge_jax.evaluation.encode import CorpusEncoder
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_encoder
 
@@ -27,7 +28,7 @@ def test_ndcg_matches_sentence_transformers_evaluator(kit, tmp_path):
         ndcg_at_k=[10], mrr_at_k=[10], precision_recall_at_k=[100], accuracy_at_k=[10], map_at_k=[10],
         batch_size=32, write_csv=False)
     ref = ev(st)
-    row = evaluate_encoder(CorpusEncoder.from_pretrained(model_dir), ds,
+    row = evaluate_encoder(CorpusEncoder(api.SparseEncoder.from_pretrained(model_dir)), ds,
                            EvalSettings(measures=("nDCG@10", "RR@10", "R@100"), query_max_length=128,
                                         doc_max_length=128, cache_dir=str(tmp_path)), "splade-tiny-en")
     assert row["nDCG@10"] > 0.05  # a real signal, not two zeros

@@ -81,7 +81,7 @@ def test_bad_config_values():
 
 def test_hub_id_goes_through_snapshot_download(good, monkeypatch):
     """A hub id is fetched with huggingface_hub.snapshot_download (stubbed here: no network in tests)."""
-    import huggingface_hub
+    from sembridge_jax.hf import hub
 
     calls = []
 
@@ -89,7 +89,7 @@ def test_hub_id_goes_through_snapshot_download(good, monkeypatch):
         calls.append((repo_id, allow_patterns))
         return str(good)
 
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setattr(hub, "snapshot_download", fake_snapshot_download)
     model, tok, cfg = load_pretrained("someone/tiny-splade")
     assert calls and calls[0][0] == "someone/tiny-splade" and "*.safetensors" in calls[0][1]
     assert cfg.vocab_size == 1000 and tok is not None

@@ -12,8 +12,8 @@ from sentence_transformers.sentence_transformer.losses import (
 )
 from sentence_transformers.sparse_encoder.losses import FlopsLoss
 
+from sembridge_jax.config import default_config
 from sembridge_jax.training import losses
-from sembridge_jax.training.config import default_config
 
 B, H, V = 6, 2, 40
 

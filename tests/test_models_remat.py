@@ -11,6 +11,7 @@ import optax
 from flax import nnx
 
 from sembridge_jax.models import EncoderConfig, build_model
+from sembridge_jax.models.state import split_model
 from sembridge_jax.training import losses, sharding, trainer
 
 CONFIG = EncoderConfig(vocab_size=256, hidden_size=32, num_layers=4, num_heads=2, intermediate_size=128,
@@ -29,7 +30,7 @@ def host_batch():
 def compiled_step(remat: bool):
     """(compiled train step, initial state, batch) for CONFIG with/without remat."""
     model = build_model(dataclasses.replace(CONFIG, remat=remat), nnx.Rngs(0))
-    layout, params = trainer.split_model(model)
+    layout, params = split_model(model)
     tx = optax.sgd(0.1)
     objective = trainer.splade_objective(losses.LossSettings(lambda_q=1e-3, lambda_d=1e-3))
     mesh = sharding.make_mesh({"data": 1}, jax.devices()[:1])

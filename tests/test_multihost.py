@@ -207,7 +207,7 @@ def train(setup: Path, workdir: str | Path, out: Path, *, processes: int, device
 def outcome(workdir: str | Path, out: Path) -> dict:
     """What a finished run left: result.json, the build log, losses per step, final parameters."""
     from sembridge_jax.storage import as_path
-    from sembridge_jax.training.logging import read_metrics
+    from sembridge_jax.training.monitor import read_metrics
 
     workdir = as_path(workdir)
     metrics = {r["step"]: r for r in read_metrics(workdir / "metrics.jsonl")}

@@ -42,7 +42,7 @@ def test_staged_folders_round_trip_through_gcs(gcs, tmp_path):
 
 
 def test_metrics_writer_on_gcs_trims_on_resume_and_plots(gcs):
-    from sembridge_jax.training.logging import MetricsWriter, plot_curves, read_metrics
+    from sembridge_jax.training.monitor import MetricsWriter, plot_curves, read_metrics
 
     run = storage.as_path(gcs.path("metrics-run"))
     writer = MetricsWriter(run)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow  # subprocesses that import and compile jax progra
 
 CONFIG = '''"""Tiny end-to-end config for tests/test_train_cli.py."""
 from pathlib import Path
-from sembridge_jax.training.config import default_config
+from sembridge_jax.config import default_config
 
 SETUP = Path(__file__).parent
 
@@ -144,7 +144,7 @@ def test_export_from_checkpoint_loads_in_sentence_transformers(job, tmp_path):
     import torch
     from sentence_transformers import SparseEncoder
 
-    from sembridge_jax.training.checkpoint import load_model_from_checkpoint
+    from sembridge_jax.export.checkpoint import load_model_from_checkpoint
 
     workdir, _, env = job
     _python(["-m", "sembridge_jax.export", "--checkpoint", str(workdir), "--out", str(tmp_path / "hf")], env)

@@ -36,7 +36,7 @@ def _run(workdir: Path, env, *extra: str) -> subprocess.CompletedProcess:
 
 
 def _steps_logged(workdir: Path) -> int:
-    from sembridge_jax.training.logging import read_metrics
+    from sembridge_jax.training.monitor import read_metrics
 
     path = workdir / "metrics.jsonl"
     return max((r["step"] for r in read_metrics(path)), default=0) if path.exists() else 0
@@ -81,7 +81,7 @@ def _assert_same_params(a: dict, b: dict):
 
 
 def test_reference_run_learns_and_checkpoints(reference):
-    from sembridge_jax.training.logging import read_metrics
+    from sembridge_jax.training.monitor import read_metrics
 
     records = read_metrics(reference / "metrics.jsonl")
     assert [r["step"] for r in records] == list(range(1, STEPS + 1))
@@ -93,7 +93,7 @@ def test_reference_run_learns_and_checkpoints(reference):
 
 
 def test_raising_lambda_lowers_flops_and_active_dims(tmp_path, env, reference):
-    from sembridge_jax.training.logging import read_metrics
+    from sembridge_jax.training.monitor import read_metrics
 
     _run(tmp_path, env, "--lambda-flops", "1.0")
     low, high = read_metrics(reference / "metrics.jsonl"), read_metrics(tmp_path / "metrics.jsonl")
@@ -112,7 +112,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path, env, reference):
     assert f"FIT done {STEPS}" in out
     _assert_same_params(_params(tmp_path), _params(reference))
     # no duplicated or missing steps in the metrics after the restart
-    from sembridge_jax.training.logging import read_metrics
+    from sembridge_jax.training.monitor import read_metrics
 
     assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == list(range(1, STEPS + 1))
 

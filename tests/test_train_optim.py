@@ -10,6 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
+from sembridge_jax.models.state import merge_model, split_model
 from sembridge_jax.training import losses, optim, sharding, trainer
 
 
@@ -46,7 +47,7 @@ OBJECTIVE = trainer.splade_objective(losses.LossSettings(lambda_q=1e-2, lambda_d
 
 
 def one_step(model, tx, host_batch, accum=1):
-    layout, params = trainer.split_model(model)
+    layout, params = split_model(model)
     mesh = sharding.make_mesh({"data": 1}, jax.devices()[:1])
     step = trainer.build_sharded_step(layout, tx, OBJECTIVE, mesh, [], grad_accum_steps=accum)
     state = trainer.init_state(params, tx, step.state_sharding)
@@ -65,7 +66,7 @@ def test_schedule_warmup_then_linear_or_cosine_decay():
 
 def test_vocab_only_training_freezes_the_rest():
     model = TinySplade()
-    layout, _ = trainer.split_model(model)
+    layout, _ = split_model(model)
     assert optim.trainable_mask(layout.logical_axes, "vocab") == {"b": True, "emb": True, "w": False}
     tx, _ = optim.make_optimizer(train_cfg(trainable="vocab", clip_norm=1.0), layout.shapes, layout.logical_axes)
     before, state, _ = one_step(model, tx, batch())
@@ -85,10 +86,10 @@ def test_gradient_accumulation_averages_micro_batch_gradients():
     model, host = TinySplade(), batch(4)
     tx = optax.sgd(1.0)
     before, state, metrics = one_step(model, tx, host, accum=2)
-    layout, _ = trainer.split_model(model)
+    layout, _ = split_model(model)
 
     def loss(params, b):
-        return OBJECTIVE(trainer.merge_model(layout, params), b, 0)[0]
+        return OBJECTIVE(merge_model(layout, params), b, 0)[0]
 
     halves = [{k: jnp.asarray(v[i * 2:(i + 1) * 2]) for k, v in host.items()} for i in range(2)]
     grads = [jax.grad(loss)(before, h) for h in halves]
@@ -119,8 +120,8 @@ def test_bfloat16_compute_trains_with_float32_parameters(tmp_path):
     from train_tiny import tiny_config, tiny_dataset, tiny_model, tiny_tokenizer
 
     from sembridge_jax.models import build_model
-    from sembridge_jax.training.data import TrainData
-    from sembridge_jax.training.logging import read_metrics
+    from sembridge_jax.training.batches import TrainData
+    from sembridge_jax.training.monitor import read_metrics
 
     tokenizer = tiny_tokenizer(tmp_path / "tok")
     data_path = tiny_dataset(tmp_path / "train.jsonl")

@@ -59,15 +59,16 @@ from pathlib import Path
 import jax, numpy as np, optax
 sys.path.insert(0, sys.argv[1])
 from train_tiny import tiny_config, tiny_dataset, tiny_model, tiny_tokenizer
+from sembridge_jax.models.state import split_model
 from sembridge_jax.training import losses, optim, sharding, trainer
-from sembridge_jax.training.data import TrainData
+from sembridge_jax.training.batches import TrainData
 
 work = Path(sys.argv[2])
 tok = tiny_tokenizer(work / "tok")
 config = tiny_config(work, tiny_dataset(work / "train.jsonl"), steps=2)
 config.train.batch_size = 16
 batch = TrainData(config, tok, process_index=0, process_count=1).next_batch()
-layout, params = trainer.split_model(tiny_model(len(tok)))
+layout, params = split_model(tiny_model(len(tok)))
 tx, _ = optim.make_optimizer(config.train, layout.shapes, layout.logical_axes)
 objective = trainer.splade_objective(losses.loss_settings(config))
 rules = (("vocab", "fsdp"), ("mlp", "fsdp"), ("embed", None))

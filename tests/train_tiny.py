@@ -53,7 +53,7 @@ def tiny_model(vocab_size: int, seed: int = 0):
 
 
 def tiny_config(workdir: Path, data_path: Path, *, steps: int = 12, lambda_flops: float = 1e-3):
-    from sembridge_jax.training.config import default_config
+    from sembridge_jax.config import default_config
 
     c = default_config()
     c.workdir = str(workdir)
@@ -112,7 +112,7 @@ class SlowData:
 def run(workdir: Path, *, steps: int, poison_step: int = -1, lambda_flops: float = 1e-3, delay: float = 0.0):
     """Train the tiny setup in ``workdir`` (data and tokenizer created there once)."""
     from sembridge_jax.training import losses, trainer
-    from sembridge_jax.training.data import TrainData
+    from sembridge_jax.training.batches import TrainData
 
     workdir.mkdir(parents=True, exist_ok=True)
     tokenizer = tiny_tokenizer(workdir / "tokenizer")
@@ -130,7 +130,7 @@ def run(workdir: Path, *, steps: int, poison_step: int = -1, lambda_flops: float
 
 
 def params_of(model) -> dict[str, np.ndarray]:
-    from sembridge_jax.training.trainer import split_model
+    from sembridge_jax.models.state import split_model
 
     return {k: np.asarray(v) for k, v in split_model(model)[1].items()}
 

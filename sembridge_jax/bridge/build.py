@@ -17,15 +17,7 @@ from sembridge_jax.bridge.encode import bridge_unknown, encode_texts
 from sembridge_jax.bridge.methods import MethodInputs, get_method
 from sembridge_jax.bridge.overlap import overlap_copy
 from sembridge_jax.bridge.token_strings import token_forms
-
-
-def load_tokenizer(tokenizer_or_path):
-    """A tokenizer object as is; a folder or hub id through transformers.AutoTokenizer."""
-    if not isinstance(tokenizer_or_path, str):
-        return tokenizer_or_path
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tokenizer_or_path)
+from sembridge_jax.hf.tokenizer import load_tokenizer
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -65,9 +57,9 @@ def build_alignment(source_tokenizer, target_tokenizer, *, method: str = "sembri
         timings["bridge_encode_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    init = spec.fn(MethodInputs(copy_src=copy_src, source_size=len(src.raw), target_vectors=tv, source_vectors=sv,
-                                alpha=alpha, top_k=top_k, temperature=temperature, block_rows=block_rows,
-                                solve_dtype=solve_dtype, source_unknown=su, target_unknown=tu))
+    init = spec.initialise(MethodInputs(
+        copy_src=copy_src, source_size=len(src.raw), target_vectors=tv, source_vectors=sv, alpha=alpha, top_k=top_k,
+        temperature=temperature, block_rows=block_rows, solve_dtype=solve_dtype, source_unknown=su, target_unknown=tu))
     timings["weights_s"] = time.perf_counter() - t0
 
     metadata = {
@@ -75,12 +67,12 @@ def build_alignment(source_tokenizer, target_tokenizer, *, method: str = "sembri
         "target_tokenizer": getattr(tgt_tok, "name_or_path", str(target_tokenizer)),
         "source_family": src.family, "target_family": tgt.family,
         "bridge": bridge, "bridge_prompt": bridge_prompt, "bridge_backend": bridge_backend,
-        "alpha": alpha if name in ("sembridge", "sembridge_unkfilter") else {"sparsemax": 2.0, "softmax_all": 1.0, "focus": 2.0}.get(name),
+        "alpha": spec.resolve_alpha(alpha),
         "overlap": {"exact": overlap_exact, "fuzzy": overlap_fuzzy, "symbols": overlap_symbols},
         "copy_rules": dict(Counter(r for r in rule if r)),
         "seed": seed, "method_stats": init.stats, "timings": timings,
     }
     return Alignment(copy_src=copy_src, rows=init.rows, cols=init.cols, weights=init.weights, method=name,
-                     source_size=len(src.raw), new_kind=init.new_kind, target_tokens=tgt.raw, source_tokens=src.raw,
+                     source_size=len(src.raw), new_kind=spec.rows, target_tokens=tgt.raw, source_tokens=src.raw,
                      dense_query=init.dense_query, dense_keys=init.dense_keys, metadata=metadata,
                      mean_ids=init.mean_ids)

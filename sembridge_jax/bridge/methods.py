@@ -1,25 +1,8 @@
-"""Initialisation methods for the non-copied target tokens, chosen by name (METHOD.md sections 2-3).
+"""Initialisation methods for the non-copied target tokens: the registry `METHODS` (one entry each).
 
-Every method copies overlapping tokens (bridge/overlap.py); they differ on the new ones:
-
-  sembridge    alpha-entmax (default alpha 4) over the bridge cosines to ALL source tokens (the paper)
-  sparsemax    the same with alpha = 2                               (ablation point)
-  softmax_all  the same with alpha = 1: dense softmax, stored as bridge vectors ("dense_softmax")
-  focus        sparsemax over the cosines to the OVERLAPPING target tokens only, combining their
-               copied source rows. FOCUS measures similarity in fastText vectors trained on target
-               text; here the bridge space stands in for it (a bridge-space stand-in, not FOCUS as
-               published).
-  sembridge_unkfilter
-               sembridge without the strings the bridge cannot read: source tokens whose bridge
-               tokenisation is only the unknown token are dropped from the candidates, and target
-               tokens in that case get the mean source row (their bridge vectors are one shared
-               <unk> vector, so their cosines would pick the same arbitrary sources for all of them)
-  wechsel      top-k (10) source neighbours by bridge cosine, softmax(sim / 0.1) (WECHSEL / OFA style;
-               "ofa" is an alias)
-  mean         the mean source row
-  random       N(0, std^2) with std of the tensor being transformed
-  gaussian     per-dimension N(mu_d, sigma_d^2)
-  mvgauss      N(mu, Sigma) (Hewitt 2021)
+Every method copies the overlapping tokens (bridge/overlap.py) and differs on the new ones. An entry
+holds everything about its method (docs/methods.md shows the same one-line docs with the reasoning
+and sources); adding a method is one entry plus its function.
 """
 from __future__ import annotations
 
@@ -54,9 +37,8 @@ class MethodInputs:
 
 @dataclasses.dataclass
 class NewTokenInit:
-    """A method's answer for the non-copied ids: COO weights or a shared rule (see Alignment)."""
+    """A method's answer for the non-copied ids: COO weights or the vectors of a shared rule (see Alignment)."""
 
-    new_kind: str
     rows: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
     cols: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
     weights: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
@@ -66,28 +48,49 @@ class NewTokenInit:
     mean_ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))  # "sparse": mean row
 
 
+# `Method.alpha` when the method uses the configured alpha (`init.alpha`, `--alpha`).
+FROM_CONFIG = "init.alpha"
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
-    fn: Callable[[MethodInputs], NewTokenInit]
-    needs_bridge: bool
+    """Everything about one init method: one entry of METHODS.
+
+    rows: the row kind it produces (alignment.ROW_KINDS): "sparse" per-token source weights, or a rule
+          shared by all new tokens ("dense_softmax", "mean", "random", "gaussian", "mvgauss");
+    fn: computes the per-token part from MethodInputs (None: the rule needs nothing precomputed);
+    alpha: the entmax alpha it uses: a fixed value, FROM_CONFIG, or None (no alpha);
+    needs_bridge: encodes both vocabularies with the bridge model; needs_unknown: wants the masks of
+    strings the bridge cannot read; doc: the one line shown by `--help` and in docs/methods.md.
+    """
+
     doc: str
-    needs_unknown: bool = False  # wants MethodInputs.source_unknown / target_unknown
+    rows: str
+    fn: Callable[[MethodInputs], NewTokenInit] | None = None
+    alpha: float | str | None = None
+    needs_bridge: bool = False
+    needs_unknown: bool = False
+    aliases: tuple[str, ...] = ()
+
+    def resolve_alpha(self, configured: float) -> float | None:
+        return configured if self.alpha == FROM_CONFIG else self.alpha
+
+    def initialise(self, x: MethodInputs) -> NewTokenInit:
+        """The per-token part for `x` (alpha resolved from this entry); empty for a shared rule."""
+        if self.fn is None:
+            return NewTokenInit()
+        return self.fn(dataclasses.replace(x, alpha=self.resolve_alpha(x.alpha)))
 
 
 def _new_ids(x: MethodInputs) -> np.ndarray:
     return np.flatnonzero(x.copy_src < 0)
 
 
-def _entmax_method(alpha_override: float | None):
-    def run(x: MethodInputs) -> NewTokenInit:
-        alpha = x.alpha if alpha_override is None else alpha_override
-        if alpha == 1.0:
-            return _softmax_all(x)
-        new = _new_ids(x)
-        r, c, w, stats = similarity_entmax(x.target_vectors[new], x.source_vectors, alpha, block_rows=x.block_rows,
-                                           solve_dtype=x.solve_dtype)
-        return NewTokenInit("sparse", new[r].astype(np.int32), c, w, stats={"entmax_alpha": alpha, **stats})
-    return run
+def _entmax(x: MethodInputs) -> NewTokenInit:
+    new = _new_ids(x)
+    r, c, w, stats = similarity_entmax(x.target_vectors[new], x.source_vectors, x.alpha, block_rows=x.block_rows,
+                                       solve_dtype=x.solve_dtype)
+    return NewTokenInit(new[r].astype(np.int32), c, w, stats={"entmax_alpha": x.alpha, **stats})
 
 
 def _entmax_unkfilter(x: MethodInputs) -> NewTokenInit:
@@ -102,7 +105,7 @@ def _entmax_unkfilter(x: MethodInputs) -> NewTokenInit:
                                        block_rows=x.block_rows, solve_dtype=x.solve_dtype)
     stats = {"entmax_alpha": x.alpha, **stats, "unknown_sources_dropped": int(s_unk.sum()),
              "unknown_targets_mean": len(fallback)}
-    return NewTokenInit("sparse", queries[r].astype(np.int32), keep[c].astype(np.int32), w, stats=stats,
+    return NewTokenInit(queries[r].astype(np.int32), keep[c].astype(np.int32), w, stats=stats,
                         mean_ids=fallback.astype(np.int32))
 
 
@@ -110,7 +113,7 @@ def _softmax_all(x: MethodInputs) -> NewTokenInit:
     q = np.zeros_like(x.target_vectors)
     new = _new_ids(x)
     q[new] = x.target_vectors[new]
-    return NewTokenInit("dense_softmax", dense_query=q, dense_keys=x.source_vectors)
+    return NewTokenInit(dense_query=q, dense_keys=x.source_vectors)
 
 
 def _focus(x: MethodInputs) -> NewTokenInit:
@@ -152,33 +155,50 @@ def _merge(rows, cols, weights, stats) -> NewTokenInit:
     uniq, inv = np.unique(key, return_inverse=True)
     w = np.bincount(inv, weights=weights.astype(np.float64)).astype(np.float32)
     keep = w > 0
-    return NewTokenInit("sparse", (uniq // (1 << 31))[keep].astype(np.int32), (uniq % (1 << 31))[keep].astype(np.int32),
+    return NewTokenInit((uniq // (1 << 31))[keep].astype(np.int32), (uniq % (1 << 31))[keep].astype(np.int32),
                         w[keep], stats=stats)
 
 
-def _rule(kind: str):
-    return lambda x: NewTokenInit(kind)
-
-
 METHODS: dict[str, Method] = {
-    "sembridge": Method(_entmax_method(None), True, "alpha-entmax over all source tokens (paper)"),
-    "sembridge_unkfilter": Method(_entmax_unkfilter, True, "sembridge without bridge-unknown strings; those "
-                                  "targets get the mean row", needs_unknown=True),
-    "sparsemax": Method(_entmax_method(2.0), True, "sparsemax over all source tokens"),
-    "softmax_all": Method(_softmax_all, True, "softmax over all source tokens (dense)"),
-    "focus": Method(_focus, True, "sparsemax over overlapping tokens, bridge-space stand-in for FOCUS"),
-    "wechsel": Method(_wechsel, True, "top-k neighbours, softmax(sim / temperature)"),
-    "mean": Method(_rule("mean"), False, "mean source row"),
-    "random": Method(_rule("random"), False, "N(0, std^2)"),
-    "gaussian": Method(_rule("gaussian"), False, "per-dimension Gaussian"),
-    "mvgauss": Method(_rule("mvgauss"), False, "multivariate Gaussian"),
+    "sembridge": Method("alpha-entmax over the bridge cosines to all source tokens (the paper)", "sparse", _entmax,
+                        alpha=FROM_CONFIG, needs_bridge=True),
+    "sembridge_unkfilter": Method("sembridge without bridge-unknown strings; those targets get the mean row",
+                                  "sparse", _entmax_unkfilter, alpha=FROM_CONFIG, needs_bridge=True,
+                                  needs_unknown=True),
+    "sparsemax": Method("sparsemax (alpha 2) over all source tokens", "sparse", _entmax, alpha=2.0,
+                        needs_bridge=True),
+    "softmax_all": Method("softmax (alpha 1) over all source tokens (dense)", "dense_softmax", _softmax_all,
+                          alpha=1.0, needs_bridge=True, aliases=("softmax",)),
+    "focus": Method("sparsemax over overlapping tokens, bridge-space stand-in for FOCUS", "sparse", _focus,
+                    alpha=2.0, needs_bridge=True),
+    "wechsel": Method("top-k neighbours, softmax(sim / temperature) (WECHSEL / OFA style)", "sparse", _wechsel,
+                      needs_bridge=True, aliases=("ofa",)),
+    "mean": Method("the mean source row", "mean"),
+    "random": Method("N(0, std^2) with the std of the tensor", "random"),
+    "gaussian": Method("per-dimension Gaussian fitted to the source rows", "gaussian"),
+    "mvgauss": Method("multivariate Gaussian fitted to the source rows (Hewitt 2021)", "mvgauss"),
 }
-ALIASES = {"ofa": "wechsel", "softmax": "softmax_all"}
+ALIASES = {alias: name for name, m in METHODS.items() for alias in m.aliases}
+
+
+def method_names() -> tuple[str, ...]:
+    """Every name the registry accepts: canonical names, then aliases."""
+    return (*METHODS, *ALIASES)
 
 
 def get_method(name: str) -> tuple[str, Method]:
-    """(canonical name, Method); aliases "ofa" -> wechsel, "softmax" -> softmax_all."""
+    """(canonical name, Method); aliases resolve to their method ("ofa" -> wechsel)."""
     canonical = ALIASES.get(name, name)
     if canonical not in METHODS:
         raise ValueError(f"unknown init method {name!r}; choose from {sorted(METHODS) + sorted(ALIASES)}")
     return canonical, METHODS[canonical]
+
+
+def methods_table() -> str:
+    """The registry as a markdown table (docs/methods.md holds the same; `bridge methods` prints it)."""
+    lines = ["| name | non-copied target tokens get | rows | alpha | bridge |", "|---|---|---|---|---|"]
+    for name, m in METHODS.items():
+        alias = f" (alias {', '.join(f'`{a}`' for a in m.aliases)})" if m.aliases else ""
+        alpha = "-" if m.alpha is None else f"`{m.alpha}`" if m.alpha == FROM_CONFIG else f"{m.alpha:g}"
+        lines.append(f"| `{name}`{alias} | {m.doc} | {m.rows} | {alpha} | {'yes' if m.needs_bridge else 'no'} |")
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""Overlap copy: which target tokens take a source row as is (METHOD.md section 2, step 2).
+"""Overlap copy: which target tokens take a source row as is (docs/methods.md, "The paper's algorithm", step 2).
 
 Rules, tried in this order for every target token (the first rule that finds a source wins):
   symbols  special tokens by role ([CLS]/<s>, [SEP]/</s>, [PAD], [UNK], [MASK]); then numbers,

@@ -2,7 +2,7 @@
 
 Three tokenizer families are recognised (WordPiece "##x", SentencePiece "▁x", byte-level BPE "Ġx");
 canonical forms put them on one footing so that overlap matching can compare vocabularies
-across families (METHOD.md section 2, steps 1-2).
+across families (docs/methods.md, "The paper's algorithm", steps 1-2).
 """
 from __future__ import annotations
 

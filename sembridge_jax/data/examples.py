@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sembridge_jax.data.retrieval import load_beir
+
 
 @dataclasses.dataclass(frozen=True)
 class Example:
@@ -151,10 +153,8 @@ def read_tsv(spec) -> LoadedExamples:
 def read_beir(spec) -> LoadedExamples:
     """One example per positive qrel (score > 0) of spec.split: (query text, document text).
 
-    The folder is read by evaluation.datasets.load_beir (the same reader the evaluation uses).
+    The folder is read by `data.retrieval.load_beir` (the same reader the evaluation uses).
     """
-    from sembridge_jax.evaluation.datasets import load_beir
-
     folder = Path(spec.path)
     try:
         data = load_beir(folder, spec.split)
@@ -182,7 +182,7 @@ def read_beir(spec) -> LoadedExamples:
 def read_hf(spec) -> LoadedExamples:
     """A Hugging Face dataset: hub id (+ subset) or a local builder ("json"/"parquet") with
     spec.path as data_files. Rows are mapped with the spec's field names."""
-    import datasets
+    import datasets  # heavy optional: only hf sources pay its import time
 
     kwargs = {"split": spec.split}
     if spec.path:
@@ -203,7 +203,7 @@ def read_tfds(spec) -> LoadedExamples:
     Reads through `as_data_source` (array_record files), which needs no TensorFlow; prepare the
     dataset once with `tfds build NAME --file_format=array_record [--data_dir DIR]`.
     """
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # heavy optional: only tfds sources pay its import time
 
     label = f"tfds:{spec.name} [{spec.split}]"
     builder = tfds.builder(spec.name, data_dir=spec.data_dir or None)
@@ -224,7 +224,7 @@ READERS = {"jsonl": read_jsonl, "tsv": read_tsv, "beir": read_beir, "hf": read_h
 
 
 def load_examples(spec) -> LoadedExamples:
-    """Read the examples of a validated `data.train` spec (see config.default_config)."""
+    """Read the examples of a validated `data.train` spec (see data/settings.py)."""
     return READERS[spec.type](spec)
 
 

@@ -79,7 +79,7 @@ def load_beir(folder: str | Path, split: str = "dev") -> RetrievalDataset:
 
 def _hf_load(source: str, config_name: str | None, split: str, revision: str | None):
     """`source` is a hub id (e.g. miracl/miracl) or local json/jsonl/parquet file(s) / folder."""
-    import datasets
+    import datasets  # heavy optional: only hub/parquet benchmarks pay its import time
 
     path = Path(source)
     if path.exists():

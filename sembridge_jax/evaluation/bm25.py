@@ -37,7 +37,7 @@ class BM25Retriever:
     ties broken by lower document index (scores are re-sorted after bm25s' top-k)."""
 
     def __init__(self, texts: list[str], *, k1: float = 1.2, b: float = 0.75):
-        import bm25s
+        import bm25s  # heavy optional: seconds of import time, only for BM25 reference runs
 
         self.n_docs = len(texts)
         self.model = bm25s.BM25(k1=k1, b=b, method="lucene")

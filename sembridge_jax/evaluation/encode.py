@@ -1,8 +1,8 @@
-"""Encode collections into sparse CSR matrices with our jitted SPLADE encoder, cached on disk.
+"""Encode collections into sparse CSR matrices with a SPLADE encoder, cached on disk.
 
-The batching is `sembridge_jax.api.SparseEncoder.encode`: texts sorted by token count, batches padded to
-power-of-two bucket shapes, so a corpus compiles a handful of shapes and pads little; SPLADE pooling
-ignores masked positions, so padding changes no vector. This module adds the collection layer: ids,
+The encoder is any object with `encode(texts, batch_size=, max_length=, top_k=) -> csr_matrix`, `model`,
+`tokenizer` and `vocab_size` (`sembridge_jax.SparseEncoder`: texts sorted by token count, batches padded
+to power-of-two bucket shapes, jitted). This module adds the collection layer: ids,
 the vocabulary, optional top-k pruning, and a cache keyed by model weights + texts + settings, so a
 corpus is encoded once and reused across runs.
 """
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 import scipy.sparse as sp
+from flax import nnx
 
 from sembridge_jax.storage import as_path, replace_file
 
@@ -69,9 +70,6 @@ def vocab_tokens(tokenizer, vocab_size: int) -> list[str]:
 
 def model_fingerprint(model) -> str:
     """Hash of every parameter's bytes: the same weights give the same key wherever they came from."""
-    import jax
-    from flax import nnx
-
     h = hashlib.blake2b(digest_size=16)
     for path, leaf in sorted(nnx.to_flat_state(nnx.state(model, nnx.Param)), key=lambda kv: str(kv[0])):
         arr = np.asarray(jax.device_get(leaf.value if hasattr(leaf, "value") else leaf))
@@ -89,7 +87,7 @@ def texts_fingerprint(ids: list[str], texts: list[str], **settings) -> str:
 
 
 class CorpusEncoder:
-    """Our SparseEncoder plus a collection cache. `model_key` names the weights in cache keys
+    """A sparse encoder (see the module docstring) plus a collection cache. `model_key` names the weights in cache keys
     (default: a hash of the parameters, so the same weights hit the cache wherever they were loaded from)."""
 
     def __init__(self, encoder, *, model_key: str | None = None):
@@ -103,22 +101,6 @@ class CorpusEncoder:
         if self._model_key is None:
             self._model_key = model_fingerprint(self.encoder.model)
         return self._model_key
-
-    @classmethod
-    def from_pretrained(cls, path_or_id: str) -> CorpusEncoder:
-        """An HF / sentence-transformers SPLADE folder or hub id."""
-        from sembridge_jax.api import SparseEncoder
-
-        return cls(SparseEncoder.from_pretrained(path_or_id))
-
-    @classmethod
-    def from_checkpoint(cls, workdir: str | os.PathLike, step: int | None = None) -> CorpusEncoder:
-        """The model of a training run's checkpoint (newest step by default)."""
-        from sembridge_jax.api import SparseEncoder
-        from sembridge_jax.training.checkpoint import load_model_from_checkpoint
-
-        model, tokenizer, _ = load_model_from_checkpoint(workdir, step)
-        return cls(SparseEncoder(model, tokenizer))
 
     def encode(self, ids: list[str], texts: list[str], *, max_length: int = 256, top_k: int | None = None,
                batch_size: int = 32, cache_dir: str | os.PathLike | None = None) -> SparseCollection:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sembridge_jax.data.retrieval import RetrievalDataset
 from sembridge_jax.evaluation.bm25 import BM25Retriever
-from sembridge_jax.evaluation.datasets import RetrievalDataset
 from sembridge_jax.evaluation.encode import CorpusEncoder, SparseCollection
 from sembridge_jax.evaluation.inclination import inclination_metrics
 from sembridge_jax.evaluation.index import InvertedIndex
@@ -22,7 +22,7 @@ class EvalSettings:
 
     measures: tuple[str, ...] = DEFAULT_MEASURES
     depth: int = 100
-    batch_size: int = 32
+    batch_size: int = 64
     query_max_length: int = 64
     doc_max_length: int = 256
     query_top_k: int = 0

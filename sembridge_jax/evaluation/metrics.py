@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import ir_measures
 import numpy as np
 import scipy.sparse as sp
 
@@ -53,8 +54,6 @@ def per_query_metrics(qrels: Qrels, run: Run, measures=DEFAULT_MEASURES) -> dict
 
 
 def _ir_measures_per_query(qrels: Qrels, run: Run, names: list[str]) -> dict[str, dict[str, float]]:
-    import ir_measures
-
     try:
         parsed = [ir_measures.parse_measure(n) for n in names]
     except Exception as e:  # ir-measures raises several types for bad names

@@ -35,10 +35,10 @@ def markdown_table(rows: list[dict]) -> str:
 def plot_flops_vs_metric(rows: list[dict], path: str | Path, metric: str = "nDCG@10") -> Path | None:
     """Scatter of FLOPS (x, log) vs `metric` per model; rows without FLOPS (BM25) are drawn as a
     horizontal reference line. Returns the PNG path, or None when nothing has FLOPS."""
-    import matplotlib
+    import matplotlib  # heavy optional: a second of import time, only when a plot is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy optional: imported after choosing the Agg backend
 
     pts = [r for r in rows if r.get("flops") is not None and metric in r]
     if not pts:

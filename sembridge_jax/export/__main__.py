@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sembridge_jax.export.checkpoint import load_model_from_checkpoint
 from sembridge_jax.export.writer import export_to_hf
+from sembridge_jax.hf.load import load_pretrained
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,13 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 def load_source(args: argparse.Namespace):
     """(model, tokenizer) named by the command line."""
     if args.model:
-        from sembridge_jax.hf.load import load_pretrained
-
         model, tokenizer, _ = load_pretrained(args.model)
         return model, tokenizer
     if args.checkpoint:
-        from sembridge_jax.training.checkpoint import load_model_from_checkpoint
-
         model, tokenizer, step = load_model_from_checkpoint(args.checkpoint, args.step)
         print(f"restored {args.checkpoint} step {step}")
         return model, tokenizer

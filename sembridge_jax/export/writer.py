@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import os
 
+from sembridge_jax.hf.save import save_pretrained
 from sembridge_jax.storage import as_path, writable_dir
 
 
 def export_to_hf(model, tokenizer, out_dir: str | os.PathLike, *, pooling: str | None = None):
     """Write `model` + `tokenizer` as a Hugging Face + SparseEncoder folder at `out_dir`, a local
     path or an object-store URL (gs://..., staged locally and uploaded); returns it."""
-    from sembridge_jax.hf.save import save_pretrained
-
     with writable_dir(out_dir) as local:
         save_pretrained(model, tokenizer, local, pooling=pooling)
     return as_path(out_dir)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from huggingface_hub import snapshot_download
+
 # What a model folder needs: weights, config, tokenizer and the sentence-transformers module files.
 HUB_PATTERNS = ["*.json", "*.safetensors", "pytorch_model.bin", "*.txt", "*.model", "1_SpladePooling/*"]
 
@@ -20,8 +22,6 @@ def resolve_model_dir(path_or_id: str | Path) -> Path:
         text = str(path_or_id)
         if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
             raise FileNotFoundError(f"model folder {text!r} does not exist (nor is it a hub id 'owner/name')")
-        from huggingface_hub import snapshot_download
-
         path = Path(snapshot_download(repo_id=text, allow_patterns=HUB_PATTERNS))
     if not (path / "config.json").is_file() and (path / "modules.json").is_file():
         modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))

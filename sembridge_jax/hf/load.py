@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 from flax import nnx
+from safetensors import safe_open
 
 from sembridge_jax.hf.hub import resolve_model_dir
 from sembridge_jax.hf.params import param_table, params_from_hf
+from sembridge_jax.hf.tokenizer import load_tokenizer
 from sembridge_jax.models import EncoderConfig, MaskedLMEncoder, build_model, model_from_params
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -36,13 +38,11 @@ def _to_numpy(t) -> np.ndarray:
 
 def read_tensors(folder: Path) -> tuple[dict[str, np.ndarray], str]:
     """All tensors of the checkpoint in `folder` (safetensors preferred, else pytorch_model.bin)."""
-    import torch
+    import torch  # heavy: only reading checkpoint weights needs it (bf16 safetensors, .bin files)
 
     single = folder / "model.safetensors"
     index = folder / "model.safetensors.index.json"
     if single.is_file() or index.is_file():
-        from safetensors import safe_open
-
         files = [single] if single.is_file() else sorted(
             {folder / f for f in json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()})
         out = {}
@@ -76,16 +76,6 @@ def _drop_absent_head(config: EncoderConfig, tensors) -> EncoderConfig:
     if config.mlm_head and not any(n in tensors for n in head_names):
         return config.replace(mlm_head=False)
     return config
-
-
-def load_tokenizer(folder: Path):
-    """The tokenizer of `folder` (transformers.AutoTokenizer); error if the folder has none."""
-    from transformers import AutoTokenizer
-
-    if not any((folder / f).is_file() for f in ("tokenizer.json", "vocab.txt", "sentencepiece.bpe.model",
-                                                  "tokenizer_config.json", "spiece.model", "vocab.json")):
-        raise FileNotFoundError(f"{folder}: no tokenizer files (tokenizer.json, vocab.txt, ...)")
-    return AutoTokenizer.from_pretrained(str(folder))
 
 
 def splade_pooling_of(folder: Path) -> str | None:

@@ -16,10 +16,12 @@ A model without MLM head is written as a plain Hugging Face base model (no sente
 from __future__ import annotations
 
 import json
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 from flax import nnx
+from safetensors.numpy import save_file
 
 from sembridge_jax.hf.params import params_to_hf
 from sembridge_jax.models import MaskedLMEncoder
@@ -56,8 +58,6 @@ def save_pretrained(model: MaskedLMEncoder, tokenizer, out_dir: str | Path, *, p
     `pooling` (max|sum) defaults to the model config's splade_pooling. `tokenizer` may be None
     (no tokenizer files: the folder then needs one added before sentence-transformers can load it).
     """
-    from safetensors.numpy import save_file
-
     cfg = model.config
     pooling = pooling or cfg.splade_pooling
     if pooling not in ("max", "sum"):
@@ -92,8 +92,6 @@ def save_pretrained(model: MaskedLMEncoder, tokenizer, out_dir: str | Path, *, p
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {}
     for name in ("sentence_transformers", "transformers", "torch"):
         try:

@@ -9,7 +9,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from sembridge_jax.models.heads import POOLINGS
+from sembridge_jax.models.layers import ACTIVATIONS
+
 ARCHS = ("bert", "distilbert", "roberta")
+DTYPES = ("float32", "bfloat16")
 # Hugging Face model_type -> our arch. RoBERTa-style models differ from BERT only in position ids.
 HF_MODEL_TYPES = {
     "bert": "bert",
@@ -18,7 +22,6 @@ HF_MODEL_TYPES = {
     "xlm-roberta": "roberta",
     "camembert": "roberta",
 }
-ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "relu", "silu", "swish")
 _MLM_ARCHITECTURES = {
     "bert": "BertForMaskedLM",
     "distilbert": "DistilBertForMaskedLM",
@@ -71,11 +74,10 @@ class EncoderConfig:
             (self.arch in ARCHS, f"arch must be one of {ARCHS}, got {self.arch!r}"),
             (self.hidden_size % self.num_heads == 0,
              f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"),
-            (self.hidden_act in ACTIVATIONS, f"hidden_act must be one of {ACTIVATIONS}, got {self.hidden_act!r}"),
-            (self.dtype in ("float32", "bfloat16"), f"dtype must be float32 or bfloat16, got {self.dtype!r}"),
-            (self.param_dtype in ("float32", "bfloat16"),
-             f"param_dtype must be float32 or bfloat16, got {self.param_dtype!r}"),
-            (self.splade_pooling in ("max", "sum"), f"splade_pooling must be max or sum, got {self.splade_pooling!r}"),
+            (self.hidden_act in ACTIVATIONS, f"hidden_act must be one of {tuple(ACTIVATIONS)}, got {self.hidden_act!r}"),
+            (self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}"),
+            (self.param_dtype in DTYPES, f"param_dtype must be one of {DTYPES}, got {self.param_dtype!r}"),
+            (self.splade_pooling in POOLINGS, f"splade_pooling must be one of {POOLINGS}, got {self.splade_pooling!r}"),
             (self.splade_chunk_size >= 0, f"splade_chunk_size must be >= 0, got {self.splade_chunk_size}"),
             (self.vocab_size > 0 and self.num_layers > 0, "vocab_size and num_layers must be positive"),
         ]

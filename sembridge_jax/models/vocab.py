@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from flax import nnx
 
+from sembridge_jax.models.build import build_model, model_from_params
 from sembridge_jax.models.encoder import MaskedLMEncoder
 from sembridge_jax.models.layers import logical_axes
 
@@ -34,8 +35,6 @@ def replace_vocab(model: MaskedLMEncoder, new_rows: dict[tuple, np.ndarray], new
     `new_rows` must hold exactly the vocabulary-row paths of the new model, each with first dimension
     `new_config.vocab_size`; every other parameter must keep its shape. Errors name the offending path.
     """
-    from sembridge_jax.models.build import build_model, model_from_params
-
     want = set(vocab_paths(nnx.eval_shape(lambda: build_model(new_config, nnx.Rngs(0)))))
     given = {tuple(p) for p in new_rows}
     if want != given:

@@ -20,15 +20,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
-from sembridge_jax.training.data_sources import (  # noqa: F401  (re-exported)
-    DataError,
-    Example,
-    LoadedExamples,
-    load_examples,
-    read_parallel_tsv,
-)
+from sembridge_jax.data.examples import Example, load_examples, read_parallel_tsv
 
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int, prefix: str = "") -> dict[str, np.ndarray]:
@@ -126,7 +121,6 @@ class TrainData:
     def __init__(self, config, tokenizer, *, process_index: int | None = None,
                  process_count: int | None = None):
         if process_index is None or process_count is None:
-            import jax
             process_index, process_count = jax.process_index(), jax.process_count()
         spec = config.data.train
         loaded = load_examples(spec)

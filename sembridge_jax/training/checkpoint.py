@@ -1,8 +1,8 @@
 """Orbax checkpoints of a training run, and rebuilding a model from one (for export).
 
 Layout under ``<workdir>/checkpoints/<step>/``: ``state`` (parameters, optimiser state, step as
-sharded arrays), ``data`` (the data iterator position, JSON) and ``meta`` (seed, RNG key, loss,
-JSON). Orbax writes each step into a temporary folder and renames it only once every item is
+sharded arrays), ``data`` (the data iterator position, JSON) and ``meta`` (seed, loss and
+the last logged metrics, JSON; init sampling and data order derive from the seed, so no RNG key is stored). Orbax writes each step into a temporary folder and renames it only once every item is
 complete (atomic finalize), so ``latest_step`` never names a half-written checkpoint, even if
 the process is killed mid-save. ``<workdir>/model/`` holds what rebuilds the model without the
 source run: ``encoder_config.json`` (every ``EncoderConfig`` field) and the target tokenizer.
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from sembridge_jax.storage import as_path, readable_dir, writable_dir
+from sembridge_jax.storage import as_path, writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +44,16 @@ def all_finite(tree) -> jax.Array:
 class Checkpointer:
     """Keep-N, every-N-steps, optionally asynchronous Orbax checkpoints of one run."""
 
-    def __init__(self, workdir: str | os.PathLike, *, every_steps: int, keep: int, async_save: bool = True):
+    def __init__(self, workdir: str | os.PathLike, *, every_steps: int = 1, keep: int = 1, async_save: bool = True,
+                 read_only: bool = False):
+        """``read_only``: a view for export and evaluation that saves and deletes nothing."""
         self.directory = as_path(workdir) / CHECKPOINT_DIR
         self.every_steps = every_steps
+        options = ocp.CheckpointManagerOptions(read_only=True) if read_only else ocp.CheckpointManagerOptions(
+            max_to_keep=keep, save_interval_steps=every_steps, enable_async_checkpointing=async_save, create=True)
         self._manager = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep,
-                save_interval_steps=every_steps,
-                enable_async_checkpointing=async_save,
-                create=True,
-            ),
+            options=options,
             item_handlers={
                 "state": ocp.StandardCheckpointHandler(),
                 "data": ocp.JsonCheckpointHandler(),
@@ -127,10 +126,6 @@ class Checkpointer:
             )
         return {k: np.asarray(v) for k, v in restored["params"].items()}
 
-    def wait(self) -> None:
-        """Block until pending asynchronous saves are finalized."""
-        self._manager.wait_until_finished()
-
     def close(self) -> None:
         self._manager.wait_until_finished()
         self._manager.close()
@@ -156,35 +151,3 @@ def save_model_spec(workdir: str | os.PathLike, encoder_config, tokenizer):
         (local / ENCODER_CONFIG).write_text(json.dumps(dataclasses.asdict(encoder_config), indent=2, sort_keys=True))
         tokenizer.save_pretrained(str(local))
     return out
-
-
-def load_model_from_checkpoint(workdir: str | os.PathLike, step: int | None = None):
-    """Rebuild ``(model, tokenizer, step)`` from a run's workdir: the encoder from
-    ``model/encoder_config.json``, its parameters from the checkpoint ``step`` (default: newest)."""
-    from flax import nnx
-    from transformers import AutoTokenizer
-
-    from sembridge_jax.models import EncoderConfig, build_model
-    from sembridge_jax.models.build import model_from_params
-    from sembridge_jax.training.trainer import split_model
-
-    workdir = as_path(workdir)
-    spec = workdir / MODEL_DIR / ENCODER_CONFIG
-    if not spec.is_file():
-        raise FileNotFoundError(f"{spec} is missing: is {workdir} a sembridge-jax training workdir?")
-    config = EncoderConfig(**json.loads(spec.read_text()))
-    ckpt = Checkpointer(workdir, every_steps=1, keep=1 << 30, async_save=False)
-    try:
-        step = ckpt.latest_step() if step is None else step
-        params = ckpt.restore_params(step)
-    finally:
-        ckpt.close()
-    layout, _ = split_model(nnx.eval_shape(lambda: build_model(config, nnx.Rngs(0))))
-    unknown = sorted(set(params) - set(layout.paths))
-    if unknown:
-        raise ValueError(f"checkpoint step {step} in {workdir} has parameters the model lacks: {unknown[:5]}")
-    model = model_from_params(config, {layout.paths[k]: v for k, v in params.items()},
-                              describe=lambda p: f"{'.'.join(map(str, p))} (checkpoint step {step} in {workdir})")
-    with readable_dir(workdir / MODEL_DIR) as local:
-        tokenizer = AutoTokenizer.from_pretrained(str(local))
-    return model, tokenizer, step

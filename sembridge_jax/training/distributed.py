@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 
 import jax
 from etils import epath
+from jax._src import cloud_tpu_init
+from jax._src import distributed as jax_distributed
 
 from sembridge_jax.storage import as_path, remove
 
@@ -55,8 +57,6 @@ _active: DistributedPlan | None = None
 
 def _running_in_cloud_tpu_vm() -> bool:
     # The flag jax's own Cloud TPU cluster detection uses (set at `import jax` from the PCI devices).
-    from jax._src import cloud_tpu_init
-
     return bool(getattr(cloud_tpu_init, "running_in_cloud_tpu_vm", False))
 
 
@@ -182,8 +182,6 @@ def _publish(build_fn: Callable[[epath.Path], Any], path: epath.Path) -> None:
 
 def _coordination_client():
     """jax's coordination-service client (the one ``jax.distributed`` starts; orbax uses it too)."""
-    from jax._src import distributed as jax_distributed
-
     client = jax_distributed.global_state.client
     if client is None:
         raise RuntimeError(

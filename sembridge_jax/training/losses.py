@@ -1,4 +1,4 @@
-"""Training losses for sparse retrieval (METHOD.md sections 4 and 5): pure JAX functions.
+"""Training losses for sparse retrieval (docs/methods.md, "The fine-tuning objective"): pure JAX functions.
 
 Shapes: B queries, H hard negatives per query, V vocabulary. Query vectors `q` are [B, V];
 document vectors `d` are [B, 1 + H, V] with the positive of query i at d[i, 0] and its hard
@@ -22,6 +22,9 @@ PRESETS = {
     "sentence_transformers": (5e-5, 3e-5, None),
     "splade_pp": (3e-4, 1e-4, 50_000),
 }
+
+
+DISTILL = ("none", "margin_mse", "kl")
 
 
 def _f32(x):
@@ -104,7 +107,7 @@ def js_divergence(logits_a: jax.Array, logits_b: jax.Array) -> jax.Array:
 
 
 def xling_js(q_src: jax.Array, q_tgt: jax.Array, d: jax.Array, scale: float = 1.0) -> jax.Array:
-    """Cross-lingual alignment (METHOD.md section 5): mean_p JS(P(. | src_p) || P(. | tgt_p)).
+    """Cross-lingual alignment (docs/methods.md, "The fine-tuning objective"): mean_p JS(P(. | src_p) || P(. | tgt_p)).
 
     P(. | q) = softmax over the documents `d` ([..., V], e.g. the batch documents) of
     scale * <q, d>. q_src / q_tgt are [P, V]: an English query and its target-language parallel.

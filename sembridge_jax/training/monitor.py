@@ -45,7 +45,7 @@ class MetricsWriter:
         if self.path.exists():
             self._lines = [line for line in self.path.read_text().splitlines() if _step_of(line) <= resume_step]
         self.path.write_text("".join(line + "\n" for line in self._lines))
-        from tensorboardX import SummaryWriter
+        from tensorboardX import SummaryWriter  # heavy optional: seconds of import time, process 0 only
 
         if self._remote:
             self._tb_staging = tempfile.TemporaryDirectory(prefix="sembridge-tensorboard-")
@@ -99,10 +99,10 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
 def plot_curves(workdir: str | os.PathLike, out: str | os.PathLike | None = None):
     """Draw the training curves of ``<workdir>/metrics.jsonl`` into a PNG (one panel per metric,
     dev metrics included). Returns the PNG path, or None when there is nothing to draw."""
-    import matplotlib
+    import matplotlib  # heavy optional: a second of import time, only when a plot is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy optional: imported after choosing the Agg backend
 
     workdir = as_path(workdir)
     if not (workdir / METRICS_FILE).exists():

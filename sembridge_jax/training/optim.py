@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 import optax
 
 DECAYS = ("linear", "cosine", "constant")
+TRAINABLE = ("all", "vocab")
 
 
 def learning_rate_schedule(

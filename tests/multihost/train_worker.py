@@ -31,9 +31,10 @@ from sembridge_jax.bridge.apply import apply_alignment
 from sembridge_jax.bridge.build import build_alignment
 from sembridge_jax.hf import load_pretrained
 from sembridge_jax.models import build_model
+from sembridge_jax.models.state import split_model
 from sembridge_jax.storage import as_path
 from sembridge_jax.training import trainer
-from sembridge_jax.training.data import TrainData
+from sembridge_jax.training.batches import TrainData
 from sembridge_jax.training.distributed import initialise_distributed, is_main_process, run_on_main_process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -95,7 +96,7 @@ if args.resume_at:
 result = trainer.fit(config_for(args.steps), model, workdir, TrainData(config_for(args.steps), tokenizer))
 phase("fit")
 
-_, params = trainer.split_model(result.model)
+_, params = split_model(result.model)
 params = multihost_utils.process_allgather(params, tiled=True)  # global arrays -> full host copies
 if is_main_process():
     np.savez(out / "params.npz", **params)

@@ -1,0 +1,102 @@
+"""Config sections of the training loop: `loss`, `train`, `mesh`, `checkpoint`."""
+from __future__ import annotations
+
+from sembridge_jax.schema import Field, Section, closest
+from sembridge_jax.training.losses import DISTILL, PRESETS
+from sembridge_jax.training.optim import DECAYS, TRAINABLE
+
+
+def _loss_rules(c):
+    loss = c.loss
+    for key in ("lambda_q", "lambda_d", "flops_warmup_steps"):
+        if loss[key] is None and loss.preset == "none":
+            yield f"loss.{key}", "must be set when loss.preset='none'"
+    if loss.distill != "none" and not c.data.train.scores_field:
+        yield "data.train.scores_field", f"must be set when loss.distill={loss.distill!r}"
+    if loss.distill == "margin_mse" and c.data.train.num_hard_negatives < 1:
+        yield "data.train.num_hard_negatives", "must be >= 1 for loss.distill='margin_mse'"
+    if loss.xling_weight > 0 and not c.data.parallel.path:
+        yield "data.parallel.path", "must be set when loss.xling_weight > 0"
+
+
+LOSS = Section({
+    "scale": Field(1.0, "InfoNCE logits = scale * <q, d> (SPLADE practice: 1)", gt=0.0),
+    "preset": Field("sentence_transformers", "fills lambda_q / lambda_d / flops_warmup_steps left None",
+                    choices=("none", *PRESETS)),
+    "lambda_q": Field(None, "FLOPS weight on queries (None = the preset's)", type=float, optional=True, ge=0.0),
+    "lambda_d": Field(None, "FLOPS weight on documents (None = the preset's)", type=float, optional=True, ge=0.0),
+    "flops_warmup_steps": Field(None, "quadratic FLOPS warmup T (None = the preset's)", type=int, optional=True,
+                                ge=0),
+    "l1_q": Field(0.0, "Efficient-SPLADE L1 weight on queries (same warmup as lambda_q)", ge=0.0),
+    "distill": Field("none", "distillation over teacher scores", choices=DISTILL),
+    "distill_weight": Field(1.0, "weight of the distillation term", ge=0.0),
+    "distill_temperature": Field(1.0, "kl: softmax temperature (loss scaled by T^2)", gt=0.0),
+    "xling_weight": Field(0.0, "cross-lingual JS term weight (needs data.parallel.path)", ge=0.0),
+}, rules=(_loss_rules,))
+
+
+def _train_rules(c):
+    t = c.train
+    if t.batch_size % t.grad_accum_steps:
+        yield "train.grad_accum_steps", f"must divide train.batch_size={t.batch_size}, got {t.grad_accum_steps}"
+    if t.warmup_steps > t.num_steps:
+        yield "train.warmup_steps", f"exceeds train.num_steps={t.num_steps}"
+
+
+TRAIN = Section({
+    "num_steps": Field(1000, "optimiser steps", ge=1),
+    "batch_size": Field(32, "global batch (queries); split across processes and devices", ge=1),
+    "learning_rate": Field(2e-5, "peak learning rate", gt=0.0),
+    "warmup_steps": Field(100, "linear learning-rate warmup", ge=0),
+    "decay": Field("linear", "learning rate after warmup", choices=DECAYS),
+    "weight_decay": Field(0.01, "AdamW weight decay", ge=0.0),
+    "clip_norm": Field(1.0, "global gradient-norm clip; 0 = off", ge=0.0),
+    "grad_accum_steps": Field(1, "micro-batches per step (must divide batch_size)", ge=1),
+    "trainable": Field("all", "'all' | 'vocab' (only vocabulary-row tensors)", choices=TRAINABLE),
+    "log_every": Field(10, "write metrics every N steps", ge=1),
+    "eval_every": Field(0, "evaluate on data.dev every N steps; 0 = only at the end", ge=0),
+}, rules=(_train_rules,))
+
+
+def _check_axes(axes) -> str | None:
+    names = []
+    for axis in axes:
+        if (not isinstance(axis, (tuple, list)) or len(axis) != 2 or not isinstance(axis[0], str)
+                or isinstance(axis[1], bool) or not isinstance(axis[1], int) or not (axis[1] >= 1 or axis[1] == -1)):
+            return f"entries must be (name, size >= 1 or -1), got {axis!r}"
+        names.append(axis[0])
+    if not names or len(set(names)) != len(names):
+        return f"must name distinct axes, got {names}"
+    if sum(1 for _, size in axes if size == -1) > 1:
+        return "may hold at most one size -1"
+    return None
+
+
+def _mesh_rules(c):
+    names = [a[0] for a in c.mesh.axes]
+    for rule in c.mesh.rules:
+        if not isinstance(rule, (tuple, list)) or len(rule) != 2 or not isinstance(rule[0], str):
+            yield "mesh.rules", f"entries must be (logical_axis, mesh_axis | None), got {rule!r}"
+            return
+        for target in rule[1] if isinstance(rule[1], (tuple, list)) else (rule[1],):
+            if target is not None and target not in names:
+                yield "mesh.rules", (f"rule {rule!r} names mesh axis {target!r} not in mesh.axes "
+                                     f"{names}{closest(str(target), names)}")
+
+
+MESH = Section({
+    # (name, size); one size may be -1 = the remaining devices. "data"/"fsdp" split the batch
+    # (training/sharding.py BATCH_AXES); other axes split parameters only.
+    "axes": Field((("data", -1), ("fsdp", 1), ("model", 1)), "mesh axes (name, size); one size may be -1",
+                  check=_check_axes),
+    # logical parameter axis (models/: vocab, embed, mlp, heads, kv, position, type) -> mesh axis,
+    # a tuple of mesh axes, or None (replicated)
+    "rules": Field((("vocab", "fsdp"), ("mlp", "model"), ("heads", "model")),
+                   "logical parameter axis -> mesh axis (or tuple, or None)"),
+}, rules=(_mesh_rules,))
+
+CHECKPOINT = Section({
+    "every_steps": Field(500, "save every N steps (and at the end)", ge=1),
+    "keep": Field(2, "most recent checkpoints kept", ge=1),
+    "async_save": Field(True, "write checkpoints in the background"),
+})
