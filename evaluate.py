@@ -12,7 +12,8 @@ English inclination (mixed KO+EN pool; each query's page is relevant in both lan
   python evaluate.py --model DIR --mixed ../shared/data/ko/lohelp ../shared/data/ko/lohelp-en \\
       --complete-at 10 100 --out OUT
 Several --model / --checkpoint values give one comparison table (OUT/results.md, OUT/results.json) and
-OUT/flops_vs_nDCG_at_10.png. --export anserini es writes serving files under OUT/export/.
+OUT/flops_vs_nDCG_at_10.png. --export anserini pisa ciff es [--export-scale auto|X] writes serving files
+under OUT/export/ (docs/serving.md).
 """
 from __future__ import annotations
 
@@ -39,6 +40,20 @@ from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES
 from sembridge_jax.evaluation.report import markdown_table, write_report
 from sembridge_jax.export.checkpoint import load_model_from_checkpoint
 from sembridge_jax.storage import as_path, writable_dir
+
+EXPORTS = ("anserini", "pisa", "ciff", "es")
+
+
+def _scale(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a number > 0, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K of Complete@K (default: config eval.mixed.complete_at, else 10 100)")
     s.add_argument("--cache", default=None, help="encoded-collection cache (default OUT/cache)")
     p.add_argument("--out", default=None, help="output folder (default <workdir>/eval with --config)")
-    p.add_argument("--export", nargs="+", choices=("anserini", "es"), default=[], help="serving exports")
+    p.add_argument("--export", nargs="+", choices=EXPORTS, default=[],
+                   help="serving exports (docs/serving.md): anserini, pisa, ciff (PISA, BMP), es (OpenSearch)")
+    p.add_argument("--export-scale", type=_scale, default="auto",
+                   help="impact = round(weight * scale); auto (default): 100, and for ciff the largest scale "
+                        "that keeps every impact within 8 bits (BMP)")
     return p
 
 
@@ -150,17 +169,34 @@ def _es_index_name(name: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "_", name.lower()).lstrip("-_+.") or "splade"
 
 
-def export_serving(out: Path, name: str, ds, q, d, kinds) -> None:
+def export_serving(out: Path, name: str, ds, q, d, kinds, scale: float | str = "auto") -> None:
+    """Each engine's files in its own folder; the documents apart from the queries (Anserini reads
+    every file of its input folder as documents). The scales used go to scales.json."""
     folder = out / "export" / re.sub(r"[^\w.@-]+", "_", name) / re.sub(r"[^\w.@-]+", "_", ds.name)
     texts = ds.doc_texts()
+    scales = {}
     if "anserini" in kinds:
-        serving_export.export_anserini_docs(d, folder / "anserini" / "docs.jsonl", texts=texts)
-        serving_export.export_anserini_queries(q, folder / "anserini" / "queries.tsv")
+        scales["anserini"] = s = serving_export.export_scale(d, "anserini", scale)
+        serving_export.export_anserini_docs(d, folder / "anserini" / "docs" / "docs.jsonl", texts=texts, scale=s)
+        serving_export.export_anserini_queries(q, folder / "anserini" / "queries.tsv", scale=s)
+    if "pisa" in kinds:
+        scales["pisa"] = s = serving_export.export_scale(d, "pisa", scale)
+        serving_export.export_pisa(d, folder / "pisa" / "index", scale=s)
+        serving_export.export_weighted_queries(q, folder / "pisa" / "queries.txt", scale=s, separator=":")
+    if "ciff" in kinds:
+        s, sq = serving_export.export_scale(d, "ciff", scale), serving_export.bmp_query_scale(q)
+        scales["ciff"] = {"documents": s, "queries": sq}
+        serving_export.export_ciff(d, folder / "ciff" / "index.ciff", scale=s)
+        serving_export.export_weighted_queries(q, folder / "ciff" / "queries.txt", scale=sq, separator=":")
+        for problem in serving_export.bmp_warnings(serving_export.impacts(q, sq), serving_export.impacts(d, s)):
+            print(f"warning: {name} on {ds.name}, CIFF for BMP: {problem}")
     if "es" in kinds:
         serving_export.export_es_bulk(d, folder / "es" / "bulk.ndjson", index=_es_index_name(name),
                                       texts=texts)
         serving_export.export_es_queries(q, folder / "es" / "queries.jsonl")
         (folder / "es" / "mapping.json").write_text(json.dumps(serving_export.es_mapping(), indent=1))
+    if scales:
+        (folder / "scales.json").write_text(json.dumps(scales, indent=1))
     print(f"exported {name} on {ds.name} to {folder}")
 
 
@@ -191,7 +227,8 @@ def main(argv=None) -> list[dict]:
                 rows.append(evaluate_encoder(encoder, ds, settings, name))
                 print(markdown_table(rows[-1:]), flush=True)
                 if args.export:  # the vectors come back from the encoder's cache
-                    export_serving(local_out, name, ds, *encode_dataset(encoder, ds, settings), args.export)
+                    export_serving(local_out, name, ds, *encode_dataset(encoder, ds, settings), args.export,
+                                   args.export_scale)
             del encoder
         settings = vars(make_settings(args, config))
         files = write_report(rows, local_out, settings={**settings, "argv": argv})

@@ -7,6 +7,11 @@ vocabulary alignment, apply it, evaluate zero-shot, fine-tune (Orbax checkpoints
 NaN guard, metrics JSONL/TensorBoard/PNG), evaluate again and export the main model
 (``sembridge_jax/pipeline.py``). Finally prints and writes (``<workdir>/results.{json,md}``) the table
 of zero-shot and fine-tuned metrics per method. Rerunning the same command resumes wherever the job stopped.
+
+Several processes (a TPU pod, or ``SEMBRIDGE_COORDINATOR`` / ``SEMBRIDGE_NUM_PROCESSES`` /
+``SEMBRIDGE_PROCESS_ID``, see ``training/distributed.py``) each run this same command. A SIGTERM to any
+of them makes all of them save the same step. Exit status: 0 done, 1 non-finite training values,
+75 (EX_TEMPFAIL) preempted: checkpoint saved, rerun to resume.
 """
 from __future__ import annotations
 
@@ -24,13 +29,15 @@ from sembridge_jax.storage import as_path
 from sembridge_jax.training.distributed import initialise_distributed, is_main_process
 
 log = logging.getLogger("train")
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: a supervisor (tpu_setup/watch.py) relaunches instead of tearing down
 
 
 def main(argv=None) -> int:
     initialise_distributed()  # before anything touches a jax device
     # force: importing orbax already made absl call basicConfig() with its defaults
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
-    logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every file it writes at INFO
+    for noisy in ("absl", "httpx", "httpx2"):  # Orbax logs every file it writes, the hub client every request
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     _, config = parse_config_args(argv)
     workdir = as_path(config.workdir)  # local or gs://...
     workdir.mkdir(parents=True, exist_ok=True)
@@ -44,7 +51,9 @@ def main(argv=None) -> int:
     except FloatingPointError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1
-    if rows is not None and is_main_process():
+    if rows is None:
+        return EXIT_PREEMPTED
+    if is_main_process():
         table = markdown_table(rows)
         (workdir / "results.json").write_text(json.dumps(rows, indent=2))
         (workdir / "results.md").write_text(table)

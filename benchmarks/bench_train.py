@@ -1,23 +1,33 @@
-"""Training throughput and peak memory: our jitted train step vs sentence-transformers on the same CPU.
+"""Training speed and memory on CPU: our train step vs sentence-transformers, per remat policy; and the
+demo config's training loop vs another checkout of this repository (e.g. the previous commit).
 
-    python benchmarks/bench_train.py [--steps 3] [--size base|tiny] [--no-remat] [--out benchmarks/results/bench_train.json]
+    python benchmarks/bench_train.py [--size base|tiny] [--steps 2] [--policies none,head,...] [--out FILE]
+    python benchmarks/bench_train.py --demo [--baseline-repo DIR] [--reps 3] [--out FILE]
 
-Both sides train the same randomly initialised BERT-base masked-LM (vocab 30522, 12 layers, hidden 768)
-with SPLADE-max on the same batch: 16 queries x 32 tokens and 16 positives x 128 tokens (random ids,
-no padding), InfoNCE over in-batch negatives + FLOPS regularisers (q 5e-5, d 3e-5), AdamW lr 2e-5.
+Train step (default mode). Both sides train a randomly initialised BERT-base masked-LM (vocab
+30522, 12 layers, hidden 768; ours built by one jitted init) with SPLADE-max on the same batch: 16 queries x 32 tokens and 16
+positives x 128 tokens (random ids, no padding), InfoNCE over in-batch negatives + FLOPS regularisers
+(q 5e-5, d 3e-5), AdamW lr 2e-5.
 - ours: ``training.trainer.build_sharded_step`` (jit, donated state, SPLADE head chunked over the
-  sequence: ``model.splade_chunk_size``), float32, once as is and once with rematerialised layers
-  (``model.remat``; ``--no-remat`` skips that row). ``compiled_temp_mib`` is XLA's scratch memory of
-  the compiled train step (``memory_analysis()``): deterministic, unlike the resident sizes;
+  sequence: ``model.splade_chunk_size``), float32, once per ``model.remat_policy`` in ``--policies``
+  (none, head, dots_with_no_batch_dims_saveable, full). ``compiled_temp_mib`` is XLA's scratch memory
+  of the compiled step (``memory_analysis()``): deterministic, unlike the resident sizes;
 - reference: sentence-transformers ``SparseEncoder`` (MLMTransformer + SpladePooling) with
   ``SpladeLoss(SparseMultipleNegativesRankingLoss)``: loss forward, backward, ``torch.optim.AdamW`` step,
   i.e. the loop ``SparseEncoderTrainer`` runs, without its data-loading and logging overhead.
-Each side runs in its own process; peak memory is that process's peak resident set size (ru_maxrss,
+Each row runs in its own process; peak memory is that process's peak resident set size (ru_maxrss,
 parameters + optimiser state + activations + compiler); ``rss_after_steps_mib`` is the resident size
 after the timed steps (without the compiler's transient peak). One warm-up step (JAX: compilation) is not
 timed; throughput = examples (query + positive pairs) per second over the timed steps. On a shared
 machine wall time depends on the other load, so the process CPU time per step is reported too
 (``cpu_time_ratio_vs_st`` = their CPU seconds per step / ours).
+
+Demo loop (``--demo``). ``trainer.fit`` on ``configs/demo_ko.py`` (SemBridge init of splade-tiny-en onto
+the Korean WordPiece, batch 16, query 16 / document 128 tokens, head chunk 32), the sembridge method only,
+without evaluation: the whole loop (tokenisation, placement, step, metrics, progress bar), timed from
+the write of the metrics of step ``--demo-warmup`` to that of step ``--demo-warmup + --demo-steps``
+(both versions of the loop wait for the devices there). With ``--baseline-repo`` the same measurement
+runs on that checkout's code too, alternating, ``--reps`` times each; the ratio is of the medians.
 """
 from __future__ import annotations
 
@@ -25,6 +35,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +50,7 @@ SIZES = {  # hidden, layers, heads, intermediate
     "tiny": (64, 2, 2, 128),  # for a quick check of the script itself
 }
 VOCAB = 30522
+POLICIES = ("none", "head", "dots_with_no_batch_dims_saveable", "full")
 
 
 def batch_arrays(seed: int = 0):
@@ -63,29 +75,51 @@ def current_rss_mib() -> float:
     return float("nan")
 
 
-def run_jax(size: str, steps: int, chunk: int, remat: bool) -> dict:
-    sys.path.insert(0, str(REPO))
-    import jax
-    import ml_collections
-    import numpy as np
-    from flax import nnx
+class TrainSettings(dict):
+    """The `train` settings `optim.make_optimizer` reads, with attribute access (no ml_collections needed)."""
 
-    from sembridge_jax.models import EncoderConfig, build_model
+    __getattr__ = dict.__getitem__
+
+
+def sharded_train_step(model, *, clip_norm: float = 0.0):
+    """(``trainer.ShardedStep``, initial state) of this benchmark's objective (InfoNCE + FLOPS q 5e-5 /
+    d 3e-5) and AdamW (lr 2e-5, weight decay 0.01, constant) for ``model`` over every device."""
+    sys.path.insert(0, str(REPO))
     from sembridge_jax.models.state import split_model
     from sembridge_jax.training import losses, optim, sharding, trainer
 
+    layout, params = split_model(model)
+    settings = TrainSettings(learning_rate=LR, num_steps=10_000, warmup_steps=0, decay="constant", weight_decay=0.01,
+                             clip_norm=clip_norm, trainable="all")
+    tx, _ = optim.make_optimizer(settings, layout.shapes, layout.logical_axes)
+    objective = trainer.splade_objective(losses.LossSettings(lambda_q=LAMBDA_Q, lambda_d=LAMBDA_D))
+    step = trainer.build_sharded_step(layout, tx, objective, sharding.make_mesh({"data": -1}), [])
+    return step, trainer.init_state(params, tx, step.state_sharding)
+
+
+def random_model(cfg):
+    """A randomly initialised encoder built by one jitted program, as JAX code builds a model to train
+    (built eagerly, every tensor's initialiser is a program of its own, and at BERT-base size the
+    process keeps ~0.3 GB more resident afterwards)."""
+    sys.path.insert(0, str(REPO))
+    from flax import nnx
+
+    from sembridge_jax.models import build_model
+
+    return nnx.jit(lambda: build_model(cfg, nnx.Rngs(0)))()
+
+
+def run_jax(size: str, steps: int, chunk: int, policy: str) -> dict:
+    sys.path.insert(0, str(REPO))
+    import jax
+    import numpy as np
+
+    from sembridge_jax.models import EncoderConfig
+
     hidden, layers, heads, inter = SIZES[size]
     cfg = EncoderConfig(vocab_size=VOCAB, hidden_size=hidden, num_layers=layers, num_heads=heads,
-                        intermediate_size=inter, splade_chunk_size=chunk, remat=remat)
-    layout, params = split_model(build_model(cfg, nnx.Rngs(0)))
-    tcfg = ml_collections.ConfigDict(dict(learning_rate=LR, num_steps=1000, warmup_steps=0, decay="constant",
-                                          weight_decay=0.01, clip_norm=0.0, trainable="all"))
-    tx, _ = optim.make_optimizer(tcfg, layout.shapes, layout.logical_axes)
-    objective = trainer.splade_objective(losses.LossSettings(lambda_q=LAMBDA_Q, lambda_d=LAMBDA_D))
-    mesh = sharding.make_mesh({"data": -1})
-    step = trainer.build_sharded_step(layout, tx, objective, mesh, [])
-    state = trainer.init_state(params, tx, step.state_sharding)
-    del params
+                        intermediate_size=inter, splade_chunk_size=chunk, remat_policy=policy)
+    step, state = sharded_train_step(random_model(cfg))
     q, d = batch_arrays()
     host = {"query_input_ids": q, "query_attention_mask": np.ones_like(q),
             "doc_input_ids": d[:, None], "doc_attention_mask": np.ones_like(d)[:, None]}
@@ -101,9 +135,9 @@ def run_jax(size: str, steps: int, chunk: int, remat: bool) -> dict:
         state, metrics = compiled(state, batch)
     jax.block_until_ready(state)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"impl": f"sembridge-jax (chunk {chunk}{', remat' if remat else ''})", "jax": jax.__version__,
-            "first_loss": loss0, "warmup_s": warmup_s, "step_s": elapsed / steps, "cpu_s_per_step": cpu / steps,
-            "examples_per_s": BATCH * steps / elapsed, "peak_rss_mib": peak_rss_mib(),
+    return {"impl": f"sembridge-jax (chunk {chunk}, remat_policy {policy})", "jax": jax.__version__,
+            "policy": policy, "first_loss": loss0, "warmup_s": warmup_s, "step_s": elapsed / steps,
+            "cpu_s_per_step": cpu / steps, "examples_per_s": BATCH * steps / elapsed, "peak_rss_mib": peak_rss_mib(),
             "rss_after_steps_mib": current_rss_mib(), "compiled_temp_mib": temp_mib}
 
 
@@ -154,11 +188,44 @@ def run_torch(size: str, steps: int, threads: int) -> dict:
             "rss_after_steps_mib": current_rss_mib()}
 
 
+def run_demo(repo: Path, steps: int, warmup: int, root: Path) -> dict:
+    """steps/s of ``trainer.fit`` on the demo config with the code of ``repo`` (see the module docstring)."""
+    sys.path.insert(0, str(repo))
+    from sembridge_jax import pipeline
+    from sembridge_jax.bridge.apply import apply_alignment
+    from sembridge_jax.config import load_config
+    from sembridge_jax.training import monitor, trainer
+    from sembridge_jax.training.batches import TrainData
+
+    config = load_config(repo / "configs" / "demo_ko.py", [
+        f"--config.workdir={root}", "--config.eval.beir=", "--config.compare.methods=()",
+        f"--config.train.num_steps={warmup + steps}", f"--config.checkpoint.every_steps={warmup + steps}"])
+    job = pipeline.prepare(config)
+    alignment = pipeline.alignment_for(config, "sembridge", root)  # cached under root after the first run
+    model = apply_alignment(job.source_model, alignment, bias_init=config.init.bias_init,
+                            target_tokenizer=job.target_tokenizer)
+    marks = {}
+    write = monitor.MetricsWriter.write
+
+    def timed_write(self, step, metrics, prefix=""):
+        marks.setdefault(int(step), (time.perf_counter(), time.process_time()))
+        return write(self, step, metrics, prefix)
+
+    monitor.MetricsWriter.write = timed_write
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=root))
+    trainer.fit(config, model, run_dir, TrainData(config, job.target_tokenizer), desc=repo.name)
+    (t0, c0), (t1, c1) = marks[warmup], marks[warmup + steps]
+    return {"repo": str(repo), "steps": steps, "after_warmup_steps": warmup, "steps_per_s": steps / (t1 - t0),
+            "s_per_step": (t1 - t0) / steps, "cpu_s_per_step": (c1 - c0) / steps, "peak_rss_mib": peak_rss_mib()}
+
+
 def child(args) -> None:
-    if args.impl == "torch":
+    if args.child == "torch":
         result = run_torch(args.size, args.steps, args.threads)
+    elif args.child == "demo":
+        result = run_demo(args.repo, args.demo_steps, args.demo_warmup, args.root)
     else:
-        result = run_jax(args.size, args.steps, args.chunk, args.remat)
+        result = run_jax(args.size, args.steps, args.chunk, args.child_policy)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -173,41 +240,82 @@ def spawn(args, impl: str, *extra: str) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def demo_main(args, command: str) -> dict:
+    repos = [REPO.resolve()] + ([args.baseline_repo.resolve()] if args.baseline_repo else [])
+    root = Path(tempfile.mkdtemp(prefix="bench-train-demo-"))
+    runs = {str(r): [] for r in repos}
+    for rep in range(args.reps):
+        for repo in repos if rep % 2 == 0 else repos[::-1]:  # alternate the order against drifting load
+            extra = ["--repo", str(repo), "--root", str(root / repo.name), "--demo-steps", str(args.demo_steps),
+                     "--demo-warmup", str(args.demo_warmup)]
+            runs[str(repo)].append(spawn(args, "demo", *extra))
+            r = runs[str(repo)][-1]
+            print(f"{repo}: {r['steps_per_s']:.3f} steps/s, {r['cpu_s_per_step']:.3f} CPU s/step", flush=True)
+    summary = {repo: {"steps_per_s": [r["steps_per_s"] for r in rs],
+                      "median_steps_per_s": statistics.median(r["steps_per_s"] for r in rs),
+                      "median_cpu_s_per_step": statistics.median(r["cpu_s_per_step"] for r in rs)}
+               for repo, rs in runs.items()}
+    report = {"setup": {"config": "configs/demo_ko.py (sembridge only, no evaluation)", "cpu_count": os.cpu_count(),
+                        "load_average_at_end": os.getloadavg(), "command": command},
+              "runs": runs, "summary": summary}
+    if args.baseline_repo:
+        ours, base = (summary[str(r)] for r in repos)
+        report["speedup_steps_per_s"] = ours["median_steps_per_s"] / base["median_steps_per_s"]
+        report["speedup_cpu_time"] = base["median_cpu_s_per_step"] / ours["median_cpu_s_per_step"]
+        print(f"steps/s ratio (this / baseline, medians): {report['speedup_steps_per_s']:.2f}x; "
+              f"CPU time per step ratio: {report['speedup_cpu_time']:.2f}x")
+    return report
+
+
+def step_main(args, command: str) -> dict:
+    torch_row = spawn(args, "torch")
+    rows = [spawn(args, "jax", "--child-policy", p) for p in args.policies] + [torch_row]
+    for r in rows:
+        r["throughput_ratio_vs_st"] = r["examples_per_s"] / torch_row["examples_per_s"]
+        r["peak_memory_ratio_vs_st"] = r["peak_rss_mib"] / torch_row["peak_rss_mib"]
+        r["cpu_time_ratio_vs_st"] = torch_row["cpu_s_per_step"] / r["cpu_s_per_step"]
+    print(f"{'implementation':60s} {'ex/s':>7s} {'s/step':>7s} {'cpu s/step':>10s} {'peak MiB':>9s} "
+          f"{'after MiB':>9s} {'XLA tmp':>8s} {'x thrpt':>7s} {'x cpu':>6s} {'x mem':>6s}")
+    for r in rows:
+        print(f"{r['impl']:60s} {r['examples_per_s']:7.2f} {r['step_s']:7.2f} {r['cpu_s_per_step']:10.2f} "
+              f"{r['peak_rss_mib']:9.0f} {r['rss_after_steps_mib']:9.0f} {r.get('compiled_temp_mib', float('nan')):8.0f} "
+              f"{r['throughput_ratio_vs_st']:7.2f} {r['cpu_time_ratio_vs_st']:6.2f} {r['peak_memory_ratio_vs_st']:6.2f}")
+    return {"setup": {"model": f"BERT-{args.size} MLM, vocab {VOCAB}", "batch": f"{BATCH} q x {QUERY_LEN} + "
+                      f"{BATCH} pos x {DOC_LEN} tokens", "timed_steps": args.steps, "cpu_count": os.cpu_count(),
+                      "load_average_at_end": os.getloadavg(), "command": command},
+            "rows": rows}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
     ap.add_argument("--size", choices=sorted(SIZES), default="base")
     ap.add_argument("--chunk", type=int, default=32, help="our SPLADE head's sequence chunk (0 = none)")
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
-    ap.add_argument("--no-remat", dest="remat", action="store_false",
-                    help="skip the run of ours with rematerialised layers")
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_train.json")
-    ap.add_argument("--child", choices=["jax", "torch"], help=argparse.SUPPRESS)
-    ap.add_argument("--child-remat", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--policies", type=lambda s: s.split(","), default=list(POLICIES),
+                    help="comma-separated model.remat_policy values, one row each")
+    ap.add_argument("--demo", action="store_true", help="time the demo config's training loop instead")
+    ap.add_argument("--baseline-repo", type=Path, help="--demo: also time this checkout (e.g. a git worktree)")
+    ap.add_argument("--reps", type=int, default=3, help="--demo: runs per checkout")
+    ap.add_argument("--demo-steps", type=int, default=30)
+    ap.add_argument("--demo-warmup", type=int, default=10, help="steps before the timed ones (>= warmup_steps)")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--child", choices=["jax", "torch", "demo"], help=argparse.SUPPRESS)
+    ap.add_argument("--child-policy", default="head", help=argparse.SUPPRESS)
+    ap.add_argument("--repo", type=Path, default=REPO, help=argparse.SUPPRESS)
+    ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        args.impl, args.remat = args.child, args.child_remat
         child(args)
         return 0
-    torch_row = spawn(args, "torch")
-    rows = [spawn(args, "jax"), *([spawn(args, "jax", "--child-remat")] if args.remat else []), torch_row]
-    for r in rows:
-        r["throughput_ratio_vs_st"] = r["examples_per_s"] / torch_row["examples_per_s"]
-        r["peak_memory_ratio_vs_st"] = r["peak_rss_mib"] / torch_row["peak_rss_mib"]
-        r["cpu_time_ratio_vs_st"] = torch_row["cpu_s_per_step"] / r["cpu_s_per_step"]
-    report = {"setup": {"model": f"BERT-{args.size} MLM, vocab {VOCAB}", "batch": f"{BATCH} q x {QUERY_LEN} + "
-                        f"{BATCH} pos x {DOC_LEN} tokens", "timed_steps": args.steps, "cpu_count": os.cpu_count(),
-                        "command": "python benchmarks/bench_train.py " + " ".join(argv or sys.argv[1:])},
-              "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"{'implementation':48s} {'ex/s':>7s} {'s/step':>7s} {'cpu s/step':>10s} {'peak MiB':>9s} "
-          f"{'after MiB':>9s} {'XLA tmp':>8s} {'x thrpt':>7s} {'x cpu':>6s} {'x mem':>6s}")
-    for r in rows:
-        print(f"{r['impl']:48s} {r['examples_per_s']:7.2f} {r['step_s']:7.2f} {r['cpu_s_per_step']:10.2f} "
-              f"{r['peak_rss_mib']:9.0f} {r['rss_after_steps_mib']:9.0f} {r.get('compiled_temp_mib', float('nan')):8.0f} "
-              f"{r['throughput_ratio_vs_st']:7.2f} "
-              f"{r['cpu_time_ratio_vs_st']:6.2f} {r['peak_memory_ratio_vs_st']:6.2f}")
+    bad = sorted(set(args.policies) - set(POLICIES))
+    if bad:
+        ap.error(f"--policies: unknown {bad}; choose from {POLICIES}")
+    command = "python benchmarks/bench_train.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    report = demo_main(args, command) if args.demo else step_main(args, command)
+    out = args.out or REPO / "benchmarks" / "results" / ("bench_train_demo.json" if args.demo else "bench_train.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
     return 0
 
 

@@ -1,11 +1,18 @@
-"""naver/splade-v3 -> Arabic (the paper's setting; needs the HF hub and an accelerator).
+"""naver/splade-v3 -> Arabic (the paper's setting; needs the HF hub, an HF_TOKEN and an accelerator).
 
 Command:
-  python train.py --config configs/ar_splade.py --workdir runs/ar_splade
+  HF_TOKEN=hf_... python train.py --config configs/ar_splade.py --workdir runs/ar_splade
+
+miracl/miracl and miracl/miracl-corpus are gated: accept their terms on the two hub pages and set HF_TOKEN
+(or `huggingface-cli login`) on every host, or the run stops at the evaluation set, naming the repo.
 
 Expected (paper, mean over ar/zh/hi/ko/ru, nDCG@10): SemBridge zero-shot MIRACL 0.179,
-after WebFAQ fine-tuning 0.319 (multivariate Gaussian init: 0.104 / 0.307). Not yet
-reproduced here: the hub is unreachable in development.
+after WebFAQ fine-tuning 0.319 (multivariate Gaussian init: 0.104 / 0.307). Not reproduced here.
+
+What has run: the Korean config (configs/ko_splade.py) end to end against a local hub with the real
+file layouts (tests/test_paper_config_hub.py); this file shares everything with it but the language.
+Not run: this language's tokenizer (UBC-NLP/ARBERT), WebFAQ subset and MIRACL split
+(the local hub does not serve them); real weights, real data sizes, an accelerator.
 """
 
 from . import common

@@ -1,7 +1,14 @@
 """The paper's fine-tuning setting (SemBridge, docs/methods.md "The paper's algorithm"), shared by every language.
 
 `paper_config(lang)` is the only place the paper's choices live; `configs/<lang>_splade.py`
-just picks the language. Hub ids here are resolved by the hub code at run time.
+just picks the language. Hub ids here are resolved by the hub code at run time: models and tokenizers by
+huggingface_hub / transformers, WebFAQ by `datasets`, MIRACL file by file by `sembridge_jax/data/hub.py`
+(its repos hold loading scripts that `datasets` >= 4 refuses). The MIRACL repos are gated: set HF_TOKEN.
+
+Checked against a local hub with the real repo layouts (tests/test_paper_config_hub.py, tests/hub/): the
+Korean config end to end with tiny random weights and a few rows (see configs/ko_splade.py for the command
+and what was not run). The other languages share everything but the names in the two tables below, which
+the local hub does not serve.
 """
 
 from sembridge_jax.config import default_config
@@ -38,12 +45,13 @@ def paper_config(lang: str):
     c.model.max_query_length = 64
     c.model.max_doc_length = 256
 
-    # WebFAQ question/answer pairs. Columns of PaDaS-Lab/webfaq (per-language subsets, split
-    # "train"): id, origin, url, question, answer, topic, question_type; we use question->answer.
+    # WebFAQ question/answer pairs. PaDaS-Lab/webfaq has one config per ISO 639-3 language, each with
+    # the single split "default"; columns: id, origin, url, question, answer, semantic_similarity_score,
+    # topic, question_type. We use question -> answer.
     c.data.train.type = "hf"
     c.data.train.name = "PaDaS-Lab/webfaq"
     c.data.train.subset = WEBFAQ_SUBSETS[lang]
-    c.data.train.split = "train"
+    c.data.train.split = "default"
     c.data.train.query_field = "question"
     c.data.train.positive_field = "answer"
     c.data.train.negatives_field = ""

@@ -8,6 +8,9 @@
    and `<workdir>/compare/<method>/` for the others;
 5. evaluate again; export the main model to `<workdir>/export/` (Hugging Face + SparseEncoder).
 `run` returns the table of zero-shot and fine-tuned metrics per method (None when preempted).
+
+With several processes every process runs every step (SPMD): the evaluations and the export gather the
+sharded parameters (`host_model`, a collective all processes join); only process 0 writes files.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from sembridge_jax.bridge.alignment import Alignment
 from sembridge_jax.bridge.apply import apply_alignment
 from sembridge_jax.bridge.build import build_alignment
 from sembridge_jax.bridge.encode import default_bridge_cache
-from sembridge_jax.data.retrieval import load_eval_dataset, subsample
+from sembridge_jax.data.retrieval import load_eval_dataset
 from sembridge_jax.evaluation.encode import CorpusEncoder
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_encoder
 from sembridge_jax.export.writer import export_to_hf
@@ -33,7 +36,7 @@ from sembridge_jax.storage import as_path
 from sembridge_jax.training import trainer
 from sembridge_jax.training.batches import TrainData
 from sembridge_jax.training.checkpoint import save_model_spec
-from sembridge_jax.training.distributed import is_main_process, run_on_main_process
+from sembridge_jax.training.distributed import barrier, is_main_process, run_on_main_process
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +53,22 @@ def alignment_for(config, method: str, workdir):
             overlap_exact=config.init.overlap_exact, overlap_fuzzy=config.init.overlap_fuzzy,
             overlap_symbols=config.init.overlap_symbols, seed=config.seed,
             top_k=config.init.top_k, temperature=config.init.temperature,
+            solve_dtype=config.init.solve_dtype,
         ).save(path)
 
     return run_on_main_process(build, workdir / "alignments" / method, load_fn=Alignment.load)
 
 
 def host_model(model):
-    """The model with every parameter fully on this host (multi-process runs shard them)."""
+    """The model with every parameter fully on this host. With several processes this is a collective that
+    every process must call: parameters sharded over the global mesh (the trainer's state) are gathered;
+    host-local ones (a model before training: each process holds the same full copy) are kept as they are,
+    since gathering those would concatenate the processes' copies."""
     if jax.process_count() == 1:
         return model
     layout, params = split_model(model)
-    return merge_model(layout, multihost_utils.process_allgather(params, tiled=True))
+    sharded = {k: v for k, v in params.items() if isinstance(v, jax.Array) and not v.is_fully_addressable}
+    return merge_model(layout, {**params, **multihost_utils.process_allgather(sharded, tiled=True)})
 
 
 def make_evaluator(config, tokenizer, dataset, cache_dir):
@@ -78,9 +86,10 @@ def make_evaluator(config, tokenizer, dataset, cache_dir):
     return evaluate
 
 
-def load_dataset(source: str, split: str, subset: str, corpus: str, max_queries: int):
-    ds = load_eval_dataset(source, split=split, subset=subset, corpus=corpus)
-    return subsample(ds, max_queries=max_queries) if max_queries else ds
+def load_dataset(spec):
+    """The benchmark of a config section with beir / split / subset / corpus / max_queries / max_docs."""
+    return load_eval_dataset(spec.beir, split=spec.split, subset=spec.subset, corpus=spec.corpus,
+                             max_queries=spec.max_queries, max_docs=spec.max_docs)
 
 
 @dataclasses.dataclass
@@ -99,18 +108,14 @@ def prepare(config) -> Job:
     workdir = as_path(config.workdir)
     source_model, _, _ = load_pretrained(
         config.source, dtype=config.model.dtype, splade_pooling=config.model.splade_pooling,
-        splade_chunk_size=config.model.splade_chunk_size, remat=config.model.remat,
+        splade_chunk_size=config.model.splade_chunk_size, remat_policy=config.model.remat_policy,
     )
     target_tokenizer = load_tokenizer(config.target_tokenizer)
     evaluate = dev_evaluate = None
     if config.eval.beir:
-        test_set = load_dataset(config.eval.beir, config.eval.split, config.eval.subset, config.eval.corpus,
-                                config.eval.max_queries)
-        evaluate = make_evaluator(config, target_tokenizer, test_set, workdir / "eval_cache")
+        evaluate = make_evaluator(config, target_tokenizer, load_dataset(config.eval), workdir / "eval_cache")
     if config.data.dev.beir and config.train.eval_every:
-        dev_set = load_dataset(config.data.dev.beir, config.data.dev.split, config.data.dev.subset,
-                               config.data.dev.corpus, config.data.dev.max_queries)
-        dev_evaluate = make_evaluator(config, target_tokenizer, dev_set, None)
+        dev_evaluate = make_evaluator(config, target_tokenizer, load_dataset(config.data.dev), None)
     return Job(config, source_model, target_tokenizer, evaluate, dev_evaluate)
 
 
@@ -157,8 +162,15 @@ def run(config) -> list[dict] | None:
                   "rerun the same command to resume", flush=True)
             return None
         rows.append(row)
-        if method == config.init.method and config.export.enabled and is_main_process():
-            out = export_to_hf(host_model(result.model), job.target_tokenizer,
-                               config.export.dir or workdir / "export", pooling=config.model.splade_pooling)
-            log.info("exported %s", out)
+        if method == config.init.method and config.export.enabled:
+            export(config, host_model(result.model), job.target_tokenizer)  # every process gathers
     return rows
+
+
+def export(config, model, tokenizer) -> None:
+    """Process 0 writes the export; every process leaves once it is written (the job may end next)."""
+    if is_main_process():
+        out = export_to_hf(model, tokenizer, config.export.dir or as_path(config.workdir) / "export",
+                           pooling=config.model.splade_pooling)
+        log.info("exported %s", out)
+    barrier("export")

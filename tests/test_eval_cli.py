@@ -37,7 +37,7 @@ def test_cli_models_bm25_mixed_and_export(setup):
                           "--beir", str(target), "--mixed", str(target), str(english), "--bm25",
                           "--measures", "nDCG@10", "R@10", "--depth", "10", "--complete-at", "2", "8",
                           "--query-max-length", "16", "--doc-max-length", "16", "--batch-size", "4",
-                          "--out", str(out), "--export", "anserini", "es"])
+                          "--out", str(out), "--export", "anserini", "pisa", "ciff", "es"])
     saved = json.loads((out / "results.json").read_text())["results"]
     assert saved == json.loads(json.dumps(rows))
     assert [(r["model"], "mixed" in r["dataset"]) for r in rows] == [
@@ -52,7 +52,10 @@ def test_cli_models_bm25_mixed_and_export(setup):
     md = (out / "results.md").read_text()
     assert md.count("\n") == 2 + len(rows) and "| nDCG@10 |" in md
     assert (out / "flops_vs_nDCG_at_10.png").stat().st_size > 1000
-    assert len(list((out / "export" / "a").rglob("anserini/docs.jsonl"))) == 2
+    docs = list((out / "export" / "a").rglob("anserini/docs/docs.jsonl"))
+    assert len(docs) == 2 and all([p.name for p in d.parent.iterdir()] == ["docs.jsonl"] for d in docs)
+    assert len(list((out / "export" / "a").rglob("pisa/index/inv.docs"))) == 2
+    assert len(list((out / "export" / "a").rglob("ciff/index.ciff"))) == 2
     assert len(list((out / "export" / "b").rglob("es/bulk.ndjson"))) == 2
     # target docs, pool docs, and the queries (the pool's queries are the target's: one cache entry)
     assert len(list((out / "cache").glob("*.npz"))) == 3

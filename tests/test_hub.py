@@ -25,6 +25,7 @@ from sembridge_jax.data import hub as data_hub
 KO_DEV_QRELS = {}
 for _q, _d, _r in MIRACL_KO_QRELS["dev"]:
     KO_DEV_QRELS.setdefault(_q, {})[_d] = _r
+KO_DEV_RELEVANT = {q: r for q, r in KO_DEV_QRELS.items() if max(r.values()) > 0}  # query 4: grade 0 only
 
 
 @pytest.fixture(scope="session")
@@ -95,10 +96,38 @@ def test_splade_v3_loads_with_load_pretrained_and_transformers(hub):
     got = {p.rsplit("/resolve/", 1)[1].split("/", 1)[1] for p in requested(hub, "/naver/splade-v3/resolve/")}
     assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "1_SpladePooling/config.json",
             "modules.json"} <= got
-    assert "README.md" not in got
+    assert "README.md" not in got and "pytorch_model.bin" not in got  # the same weights twice: safetensors only
     folder = Path(snapshot_download("naver/splade-v3"))  # the whole repo, as the hub lists it
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == sorted(
         hub.repos[("model", "naver/splade-v3")].entries)
+
+
+def test_weights_fall_back_to_pytorch_model_bin(hub):
+    """A repo with no safetensors (older uploads): resolve_model_dir then fetches pytorch_model.bin."""
+    import io
+
+    import torch
+    import transformers as tf
+    from hub.server import HubRepo
+
+    from sembridge_jax.hf.load import load_pretrained
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world"]
+    torch.manual_seed(0)
+    model = tf.BertForMaskedLM(tf.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=32,
+                                             max_position_embeddings=16)).eval()
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    hub.add(HubRepo("org/bin-only", {"config.json": model.config.to_json_string().encode(),
+                                     "pytorch_model.bin": buf.getvalue(), "vocab.txt": "\n".join(vocab).encode()}))
+    ours, _, _ = load_pretrained("org/bin-only")
+    assert any(p.endswith("/pytorch_model.bin") for p in requested(hub, "/org/bin-only/resolve/"))
+    ids = np.array([[2, 5, 6, 3]])
+    with torch.no_grad():
+        ref = model(input_ids=torch.tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(np.asarray(ours.mlm_logits(ids, np.ones_like(ids), np.zeros_like(ids))), ref,
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_splade_v3_as_sentence_transformers_sparse_encoder(hub):
@@ -149,8 +178,8 @@ def test_bge_m3_sentence_transformer(hub):
 # -- MIRACL ------------------------------------------------------------------------------------------------
 def test_load_miracl_dev_with_full_corpus(hub):
     corpus, queries, qrels = data_hub.load_miracl("ko", "dev")
-    assert queries == dict(MIRACL_KO_TOPICS["dev"])
-    assert qrels == KO_DEV_QRELS  # grade 0 (judged, not relevant) kept
+    assert queries == {q: t for q, t in MIRACL_KO_TOPICS["dev"] if q in KO_DEV_RELEVANT}
+    assert qrels == KO_DEV_RELEVANT and qrels["0"]["105#1"] == 0  # grade 0 (judged, not relevant) kept
     assert corpus == {d: {"title": t, "text": x} for _, d, t, x in MIRACL_KO_DOCS}
     assert len(requested(hub, "/miracl-corpus-v1.0-ko/docs-")) >= 3  # every shard of ko
 
@@ -206,6 +235,41 @@ def test_miracl_script_is_refused_by_datasets(hub):
         datasets.load_dataset("miracl/miracl", "ko", split="dev")
 
 
+def test_load_miracl_capped_corpus_stops_downloading_shards(hub):
+    corpus, queries, qrels = data_hub.load_miracl("ko", "dev", max_queries=1, max_docs=3)
+    assert list(queries) == ["0"] and {"105#0", "105#1"} <= set(corpus) and len(corpus) >= 3
+    assert {p.split("/")[-1].split("?")[0] for p in requested(hub, "/miracl-corpus-v1.0-ko/docs-")} == {
+        "docs-0.jsonl.gz"}  # shard 0 holds 4 passages: shards 1 and 2 are never fetched
+
+
+def test_eval_dataset_from_miracl_hub_ids(hub):
+    """What train.py / evaluate.py load for eval.beir='miracl/miracl' (never datasets.load_dataset, which
+    refuses the repo's script): relevant queries only, grade-0 judgements kept, caps passed through."""
+    from sembridge_jax.data.retrieval import load_eval_dataset
+
+    full = load_eval_dataset("miracl/miracl", split="dev", subset="ko", corpus="miracl/miracl-corpus")
+    assert full.qrels == KO_DEV_RELEVANT and set(full.queries) == set(KO_DEV_RELEVANT)  # query 4 dropped
+    assert full.corpus == {d: {"title": t, "text": x} for _, d, t, x in MIRACL_KO_DOCS}
+    assert full.name == "miracl/miracl:ko/dev"
+    judged = load_eval_dataset("miracl/miracl", split="dev", subset="ko", max_queries=2)
+    assert sorted(judged.queries) == ["0", "1"] and set(judged.corpus) == {"105#0", "105#1", "2201#0"}
+    hub.clear_log()
+    capped = load_eval_dataset("miracl/miracl", split="dev", subset="ko", corpus="miracl/miracl-corpus",
+                               max_queries=1, max_docs=3)
+    assert list(capped.queries) == ["0"] and len(capped.corpus) == 3 and {"105#0", "105#1"} <= set(capped.corpus)
+    assert not requested(hub, "docs-1.jsonl.gz") and not requested(hub, "docs-2.jsonl.gz")
+    with pytest.raises(ValueError, match="language subset"):
+        load_eval_dataset("miracl/miracl", split="dev")
+
+
+def test_eval_dataset_from_mrtydi_hub_ids(hub):
+    from sembridge_jax.data.retrieval import load_eval_dataset
+
+    ds = load_eval_dataset("castorini/mr-tydi", split="test", subset="ko", corpus="castorini/mr-tydi-corpus")
+    assert ds.queries == {"77": "한강은 어디로 흐르나?"} and ds.qrels == {"77": {"4415#0": 1}}
+    assert set(ds.corpus) == {d for d, _, _ in MRTYDI_KO_DOCS}
+
+
 # -- Mr.TyDi -----------------------------------------------------------------------------------------------
 def test_load_mrtydi(hub):
     corpus, queries, qrels = data_hub.load_mrtydi("ko", "dev", corpus="judged")
@@ -238,3 +302,43 @@ def test_webfaq_real_config_split_and_columns(hub):
         datasets.load_dataset("PaDaS-Lab/webfaq", "kor", split="train")
     with pytest.raises(ValueError, match="has no config 'xyz'"):
         data_hub.load_webfaq("xyz")
+
+
+def paper_train_spec(**changes):
+    """configs/ko_splade.py's data.train section (WebFAQ kor, split default, question -> answer)."""
+    from configs.ko_splade import get_config
+
+    spec = get_config().data.train
+    for k, v in changes.items():
+        spec[k] = v
+    return spec
+
+
+def test_paper_training_reader_reads_webfaq(hub):
+    """The training reader of the paper configs: data.examples.read_hf on PaDaS-Lab/webfaq."""
+    from sembridge_jax.data.examples import load_examples
+
+    loaded = load_examples(paper_train_spec())
+    assert [(e.query, e.positive) for e in loaded.examples] == [(r[3], r[4]) for r in WEBFAQ_KOR_ROWS]
+    assert loaded.source == "hf:PaDaS-Lab/webfaq/kor [default]"
+
+
+def test_paper_training_reader_streams_a_slice(hub):
+    """data.train.max_examples streams: ranged reads of the parquet file, nothing saved in the datasets cache."""
+    import datasets.config as dcfg
+
+    from sembridge_jax.data.examples import load_examples
+
+    loaded = load_examples(paper_train_spec(max_examples=2))
+    assert [(e.query, e.positive) for e in loaded.examples] == [(r[3], r[4]) for r in WEBFAQ_KOR_ROWS[:2]]
+    reads = [(p, status) for _, p, status in hub.requests if "kor.parquet" in p]
+    assert reads and all(status in (206, 302) for _, status in reads), reads  # Range requests only
+    cached = Path(dcfg.HF_DATASETS_CACHE)
+    assert not cached.exists() or not list(cached.rglob("*.arrow"))
+
+
+def test_paper_training_reader_names_the_split_on_error(hub):
+    from sembridge_jax.data.examples import DataError, load_examples
+
+    with pytest.raises(DataError, match=r"hf:PaDaS-Lab/webfaq/kor \[train\].*default"):
+        load_examples(paper_train_spec(split="train"))

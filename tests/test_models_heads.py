@@ -1,4 +1,4 @@
-"""SPLADE head: chunked == unchunked (values and gradients), top-k pruning, dense pooling, memory."""
+"""SPLADE head: chunked == unchunked == PyTorch (values and gradients), top-k pruning, dense pooling, memory."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,15 +75,42 @@ def test_dense_pool_mean_cls_normalised():
 
 
 def test_chunked_head_compiles_to_less_memory():
-    """Forward + backward of the chunked head needs a fraction of the unchunked head's temp memory."""
-    B, L, d, V = 4, 64, 16, 2048
+    """Forward + backward of the chunked head holds a few [B, chunk, V] blocks, never [B, L, V]; the
+    unchunked one holds at least the [B, L, V] float32 logits."""
+    B, L, d, V, chunk = 4, 64, 16, 2048, 8
     h, W, b = jnp.zeros((B, L, d)), jnp.zeros((V, d)), jnp.zeros((V,))
     mask = jnp.ones((B, L))
 
-    def temp_bytes(chunk):
-        fn = jax.jit(jax.grad(lambda h, W: splade_pool(h, mask, W, b, "max", chunk).sum(), argnums=(0, 1)))
+    def temp_bytes(pooling, chunk):
+        fn = jax.jit(jax.grad(lambda h, W: splade_pool(h, mask, W, b, pooling, chunk).sum(), argnums=(0, 1)))
         return fn.lower(h, W).compile().memory_analysis().temp_size_in_bytes
 
-    full, chunked = temp_bytes(0), temp_bytes(8)
-    assert full >= B * L * V * 4  # the unchunked backward holds at least the [B, L, V] float32 logits
-    assert chunked < full / 4
+    for pooling in ("max", "sum"):
+        full, chunked = temp_bytes(pooling, 0), temp_bytes(pooling, chunk)
+        assert full >= B * L * V * 4, pooling
+        assert chunked < 5 * B * chunk * V * 4, (pooling, chunked)  # a few chunk blocks, not [B, L, V]
+        assert chunked < full / 3, (pooling, chunked, full)
+
+
+@pytest.mark.parametrize("chunk", [0, 4])
+def test_max_head_gradient_matches_torch_autograd(chunk):
+    """The custom backward pass of SPLADE-max (gradient through the saved argmax positions) against
+    PyTorch autograd of the plain formula, chunked and not, with padding and a bias."""
+    h, mask, W, b = _inputs(seed=2)
+    probe = np.asarray(jax.random.normal(jax.random.PRNGKey(8), (h.shape[0], W.shape[0])))
+    th, tW, tb = (torch.tensor(np.asarray(x), requires_grad=True) for x in (h, W, b))
+    act = torch.log1p(torch.relu(th @ tW.T + tb)) * torch.tensor(np.asarray(mask))[..., None]
+    (act.amax(1) * torch.tensor(probe)).sum().backward()
+    grads = jax.jit(jax.grad(lambda h, W, b: (splade_pool(h, mask, W, b, "max", chunk) * probe).sum(),
+                             argnums=(0, 1, 2)))(h, W, b)
+    for got, want in zip(grads, (th.grad, tW.grad, tb.grad), strict=True):
+        np.testing.assert_allclose(np.asarray(got), want.numpy(), atol=1e-5)
+
+
+def test_max_head_of_a_fully_masked_row_is_zero_with_zero_gradient():
+    h, mask, W, b = _inputs(seed=3)
+    mask = mask.at[0].set(0)
+    w, grads = jax.value_and_grad(lambda h, W, b: splade_pool(h, mask, W, b, "max", 4)[0].sum(),
+                                  argnums=(0, 1, 2))(h, W, b)
+    assert float(w) == 0.0
+    assert all(np.isfinite(np.asarray(g)).all() and not np.asarray(g).any() for g in grads)

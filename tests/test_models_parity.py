@@ -93,7 +93,7 @@ def test_bfloat16_compute_is_close_to_float32(tmp_path):
 
 def test_remat_gives_the_same_values(tmp_path):
     make_hf_folder(tmp_path, "roberta", seed=5)
-    plain, remat = load_model(tmp_path), load_model(tmp_path, remat=True)
+    plain, remat = load_model(tmp_path), load_model(tmp_path, remat_policy="full")
     ids, mask, _ = _batch(1, False, seed=5)
     args = (jnp.asarray(ids), jnp.asarray(mask))
     np.testing.assert_allclose(np.asarray(remat.splade(*args)), np.asarray(plain.splade(*args)), atol=1e-6)

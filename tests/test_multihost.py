@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,48 +32,72 @@ REPO = Path(__file__).resolve().parents[1]
 WORKERS = Path(__file__).resolve().parent / "multihost"
 
 
-def launch(script: str, args: list[str], *, processes: int, devices: int, logs: Path, timeout_s: float = 150) -> None:
-    """Run ``processes`` copies of ``tests/multihost/<script>`` (``devices`` simulated CPU devices
-    each; one process = no coordinator) and fail with their logs unless all exit 0 in time. When one
-    fails, the others get 10 s before they are killed."""
+def worker_env(processes: int, devices: int, **extra: str) -> dict[str, str]:
+    """The environment of ``processes`` workers with ``devices`` simulated CPU devices each (one process:
+    no coordinator, as a user's single-host run)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEMBRIDGE_", "JAX_COORDINATOR"))}
     env.update(
         JAX_PLATFORMS="cpu",
         XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
         PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
         OMP_NUM_THREADS="1",
+        **extra,
     )
     if processes > 1:
         env.update(SEMBRIDGE_COORDINATOR=f"localhost:{free_port()}", SEMBRIDGE_NUM_PROCESSES=str(processes))
+    return env
+
+
+@contextlib.contextmanager
+def workers(script: str, args: list[str], *, processes: int, devices: int, logs: Path, **extra_env: str):
+    """Start ``processes`` copies of ``tests/multihost/<script>``, each in its own process group with its
+    output in ``logs/<script>-<i>.log``; on leaving, any still running dies with its whole group."""
+    env = worker_env(processes, devices, **extra_env)
     logs.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         procs = []
-        for i in range(processes):
-            log = stack.enter_context(open(logs / f"{Path(script).stem}-{i}.log", "w"))
-            procs.append(subprocess.Popen(
-                [sys.executable, str(WORKERS / script), *args],
-                env={**env, "SEMBRIDGE_PROCESS_ID": str(i)} if processes > 1 else env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
-            ))
-        deadline, timed_out = time.monotonic() + timeout_s, False
         try:
-            while any(p.poll() is None for p in procs):
-                if any(p.poll() for p in procs):  # one failed: the others would wait for it until timeouts
-                    deadline = min(deadline, time.monotonic() + 10)
-                if time.monotonic() > deadline:
-                    timed_out = True
-                    break
-                time.sleep(0.2)
+            for i in range(processes):
+                log = stack.enter_context(open(logs / f"{Path(script).stem}-{i}.log", "w"))
+                procs.append(subprocess.Popen(
+                    [sys.executable, str(WORKERS / script), *args],
+                    env={**env, "SEMBRIDGE_PROCESS_ID": str(i)} if processes > 1 else env,
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO,
+                ))
+            yield procs
         finally:
             for p in procs:  # a hung or orphaned worker dies with its whole process group
                 if p.poll() is None:
                     os.killpg(p.pid, signal.SIGKILL)
                     p.wait()
-        codes = [p.returncode for p in procs]
-    if timed_out or any(codes):
-        text = "\n".join(f"--- process {i} (exit {c}) ---\n" + _tail(logs / f"{Path(script).stem}-{i}.log")
-                         for i, c in enumerate(codes))
-        pytest.fail(f"{script} x{processes}: {'timed out' if timed_out else 'failed'}\n{text}")
+
+
+def wait_all(procs, deadline: float) -> bool:
+    """Wait until every worker exits or ``deadline`` (monotonic) passes; once one fails, the others get
+    10 s (they would wait for it until their own timeouts). Returns whether all exited in time."""
+    while any(p.poll() is None for p in procs):
+        if any(p.poll() for p in procs):
+            deadline = min(deadline, time.monotonic() + 10)
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def worker_logs(script: str, logs: Path, codes) -> str:
+    return "\n".join(f"--- process {i} (exit {c}) ---\n" + _tail(logs / f"{Path(script).stem}-{i}.log")
+                     for i, c in enumerate(codes))
+
+
+def launch(script: str, args: list[str], *, processes: int, devices: int, logs: Path, timeout_s: float = 150,
+           expect: int = 0, **extra_env: str) -> None:
+    """Run the workers (see ``workers``) and fail with their logs unless all exit with ``expect`` in time."""
+    with workers(script, args, processes=processes, devices=devices, logs=logs, **extra_env) as procs:
+        in_time = wait_all(procs, time.monotonic() + timeout_s)
+    codes = [p.returncode for p in procs]
+    if not in_time or any(c != expect for c in codes):
+        pytest.fail(f"{script} x{processes}: {'timed out' if not in_time else 'failed'}\n"
+                    f"{worker_logs(script, logs, codes)}")
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -166,6 +191,36 @@ def test_run_on_main_process_two_processes(tmp_path):
 # ---- the real pipeline: bridge precompute + trainer.fit over 8 devices, in 1, 2 and 4 processes --------
 
 STEPS, RESUME_AT = 6, 4
+CLI_STEPS = 8
+CLI_CONFIG = f'''"""train.py on the multi-host test setup (tests/test_multihost.py): tiny BERT, jax bridge, BEIR dev set."""
+from pathlib import Path
+
+from sembridge_jax.config import default_config
+
+SETUP = Path(__file__).parent
+
+
+def get_config():
+    c = default_config()
+    c.workdir = str(SETUP / "work")  # the tests pass --workdir
+    c.source = c.bridge.model = str(SETUP / "source")
+    c.target_tokenizer = str(SETUP / "target")
+    c.bridge.backend = "jax"
+    c.bridge.cache_dir = str(SETUP / "bridge_cache")
+    c.model.max_query_length, c.model.max_doc_length, c.model.splade_chunk_size = 8, 16, 8
+    c.data.train.type, c.data.train.path = "jsonl", str(SETUP / "train.jsonl")
+    c.data.dev.beir = c.eval.beir = str(SETUP / "beir")
+    c.loss.preset, c.loss.lambda_q, c.loss.lambda_d, c.loss.flops_warmup_steps = "none", 1e-3, 1e-3, 0
+    c.train.num_steps, c.train.batch_size, c.train.learning_rate = {CLI_STEPS}, 8, 1e-3
+    c.train.warmup_steps, c.train.log_every, c.train.eval_every = 0, 1, 2
+    c.checkpoint.every_steps, c.checkpoint.keep = 3, 3
+    c.mesh.axes = (("data", -1), ("fsdp", 2))  # parameters split over fsdp, batch over data x fsdp
+    c.mesh.rules = (("vocab", "fsdp"), ("mlp", "fsdp"))
+    c.eval.k, c.eval.metrics = 10, ("nDCG@10", "R@10")
+    c.init.method = "sembridge"  # pinned: these tests name its alignment and rows
+    c.compare.methods = ()
+    return c
+'''
 
 
 @pytest.fixture(scope="session")
@@ -177,12 +232,13 @@ def shared_dir(tmp_path_factory, worker_id) -> Path:
 
 def make_setup(root: Path) -> None:
     """A tiny source BERT (also the bridge), a target tokenizer that permutes and extends the source
-    vocabulary (copies + new tokens that need bridge weights) and lexical-match training data."""
+    vocabulary (copies + new tokens that need bridge weights), lexical-match training data, a BEIR dev
+    set and the train.py config (``CLI_CONFIG``)."""
     import torch
     from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
     sys.path.insert(0, str(REPO / "tests"))
-    from train_tiny import NUM_WORDS, SPECIALS, tiny_dataset
+    from train_tiny import NUM_WORDS, SPECIALS, tiny_beir, tiny_dataset
 
     words = [f"w{i}" for i in range(NUM_WORDS)]
     vocabs = {"source": SPECIALS + words,
@@ -195,7 +251,9 @@ def make_setup(root: Path) -> None:
     cfg = BertConfig(vocab_size=len(vocabs["source"]), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=32)
     BertForMaskedLM(cfg).save_pretrained(root / "source")
-    tiny_dataset(root / "train.jsonl")
+    tiny_beir(root / "beir")  # the train.py runs' dev and held-out evaluations
+    (root / "cli_config.py").write_text(CLI_CONFIG)
+    tiny_dataset(root / "train.jsonl")  # written last: the marker of a finished setup
 
 
 def train(setup: Path, workdir: str | Path, out: Path, *, processes: int, devices: int, resume_at: int = 0) -> None:
@@ -221,15 +279,25 @@ def outcome(workdir: str | Path, out: Path) -> dict:
 
 
 @pytest.fixture(scope="session")
-def reference(shared_dir) -> tuple[Path, dict]:
+def setup_dir(shared_dir) -> Path:
+    """The setup folder (``make_setup``), made once per session under a lock by whichever xdist worker asks first."""
+    from filelock import FileLock
+
+    setup = shared_dir / "multihost" / "setup"
+    with FileLock(str(shared_dir / "multihost-setup.lock")):
+        if not (setup / "train.jsonl").is_file():
+            make_setup(setup)
+    return setup
+
+
+@pytest.fixture(scope="session")
+def reference(shared_dir, setup_dir) -> tuple[Path, dict]:
     """The setup folder and a run of one process with 8 devices, 6 uninterrupted steps (made once
     per session, under a lock, whichever xdist worker asks first)."""
     from filelock import FileLock
 
-    setup, workdir = shared_dir / "multihost" / "setup", shared_dir / "multihost" / "single"
+    setup, workdir = setup_dir, shared_dir / "multihost" / "single"
     with FileLock(str(shared_dir / "multihost.lock")):
-        if not (setup / "train.jsonl").is_file():
-            make_setup(setup)
         if not (workdir / "result.json").is_file():
             train(setup, workdir, workdir, processes=1, devices=8)
     run = outcome(workdir, workdir)
@@ -268,3 +336,89 @@ def test_multiprocess_training_matches_single_process(reference, tmp_path, reque
     for k, ref in single["params"].items():
         np.testing.assert_allclose(run["params"][k], ref, rtol=1e-5, atol=1e-5, err_msg=k)
         np.testing.assert_array_equal(restored[k], run["params"][k], err_msg=k)
+
+
+# ---- train.py itself: 2 processes x 2 devices, dev evaluation, export, SIGTERM to one process, resume -------
+
+def train_py(setup: Path, workdir: Path, logs: Path, *, processes: int, devices: int, expect: int = 0,
+             **env: str) -> None:
+    launch("train_cli.py", ["--config", str(setup / "cli_config.py"), "--workdir", str(workdir)],
+           processes=processes, devices=devices, logs=logs, timeout_s=300, expect=expect, **env)
+
+
+def job_outcome(workdir: Path) -> dict:
+    """What a finished train.py run left: its table, per-step losses, dev metrics and exported weights."""
+    from safetensors.numpy import load_file
+
+    from sembridge_jax.training.monitor import read_metrics
+
+    records = read_metrics(workdir / "metrics.jsonl")
+    return {
+        "rows": json.loads((workdir / "results.json").read_text()),
+        "losses": {r["step"]: r["loss"] for r in records if "loss" in r},
+        "dev": {r["step"]: r["dev/nDCG@10"] for r in records if "dev/nDCG@10" in r},
+        "export": load_file(workdir / "export" / "model.safetensors"),
+    }
+
+
+def assert_same_job(run: dict, ref: dict) -> None:
+    assert [r["method"] for r in run["rows"]] == [r["method"] for r in ref["rows"]] == ["sembridge"]
+    for got, want in zip(run["rows"], ref["rows"], strict=True):
+        assert got.keys() == want.keys()
+        for k, v in want.items():
+            if isinstance(v, float):
+                assert got[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+            else:
+                assert got[k] == v, k
+    assert sorted(run["losses"]) == list(range(1, CLI_STEPS + 1))  # no step lost or repeated by the restart
+    np.testing.assert_allclose([run["losses"][s] for s in sorted(ref["losses"])],
+                               [ref["losses"][s] for s in sorted(ref["losses"])], rtol=1e-5, atol=1e-5)
+    assert run["dev"].keys() == ref["dev"].keys() == {2, 4, 6, 8}
+    np.testing.assert_allclose([run["dev"][s] for s in ref["dev"]], list(ref["dev"].values()), atol=1e-6)
+    assert run["export"].keys() == ref["export"].keys()
+    for k, v in ref["export"].items():
+        np.testing.assert_allclose(run["export"][k], v, rtol=1e-5, atol=1e-5, err_msg=k)
+
+
+@pytest.fixture(scope="session")
+def cli_reference(shared_dir, setup_dir) -> dict:
+    """train.py in one process with 4 devices (the same 2 x 2 mesh), uninterrupted; made once per session."""
+    from filelock import FileLock
+
+    workdir = shared_dir / "multihost" / "cli-single"
+    with FileLock(str(shared_dir / "multihost-cli.lock")):
+        if not (workdir / "results.json").is_file():
+            train_py(setup_dir, workdir, workdir.parent / "cli-single-logs", processes=1, devices=4)
+    return job_outcome(workdir)
+
+
+@pytest.mark.slow
+def test_train_py_two_processes_sigterm_to_one_then_resume(setup_dir, cli_reference, tmp_path):
+    """The whole job of train.py on 2 processes x 2 devices: zero-shot and periodic dev evaluations and the
+    export gather the sharded parameters on every process. A SIGTERM to process 1 alone stops BOTH at the
+    same step (jax's preemption sync) with a checkpoint and exit status 75; the same command again resumes
+    there and ends with the table, curves and exported weights of the uninterrupted 1-process run."""
+    workdir, logs = tmp_path / "work", tmp_path / "logs"
+    args = ["--config", str(setup_dir / "cli_config.py"), "--workdir", str(workdir)]
+    with workers("train_cli.py", args, processes=2, devices=2, logs=logs, SEMBRIDGE_TEST_BATCH_DELAY="1") as procs:
+        deadline = time.monotonic() + 240
+        log1 = logs / "train_cli-1.log"
+        while "batch 2\n" not in log1.read_text() and time.monotonic() < deadline and procs[1].poll() is None:
+            time.sleep(0.2)
+        procs[1].send_signal(signal.SIGTERM)  # this process only, not its group nor process 0
+        in_time = wait_all(procs, deadline)
+    codes = [p.returncode for p in procs]
+    assert in_time and codes == [75, 75], worker_logs("train_cli.py", logs, codes)
+    stops = {int(re.search(r"preempted during 'sembridge' at step (\d+)", (logs / f"train_cli-{i}.log").read_text())
+                 .group(1)) for i in range(2)}
+    assert len(stops) == 1, stops  # both processes stopped at the same step ...
+    stop = stops.pop()
+    assert 1 <= stop < CLI_STEPS  # mid-run (batches are prefetched: 'batch 2' can precede step 1's end)
+    saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved[-1] == stop  # ... and saved it together
+    assert not (workdir / "results.json").exists() and not (workdir / "export").exists()
+
+    train_py(setup_dir, workdir, tmp_path / "logs-resumed", processes=2, devices=2)
+    for i in range(2):
+        assert re.search(rf"resumed from \S+ step {stop}\b", (tmp_path / "logs-resumed" / f"train_cli-{i}.log").read_text())
+    assert_same_job(job_outcome(workdir), cli_reference)

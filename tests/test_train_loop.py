@@ -1,5 +1,7 @@
 """The training loop in real subprocesses (tests/train_tiny.py): it learns, a larger FLOPS weight makes
-vectors sparser, and checkpoints survive SIGKILL mid-run, SIGTERM (preemption) and a NaN step."""
+vectors sparser, and checkpoints survive SIGKILL mid-run, SIGTERM (preemption) and a NaN step, with
+the batches prefetched by a background thread (train.prefetch, on by default) and the metrics kept on
+the devices between log steps."""
 import os
 import signal
 import subprocess
@@ -42,12 +44,13 @@ def _steps_logged(workdir: Path) -> int:
     return max((r["step"] for r in read_metrics(path)), default=0) if path.exists() else 0
 
 
-def _interrupt(workdir: Path, env, sig: int, after_step: int) -> subprocess.Popen:
-    """Start a slow run, send ``sig`` once it has logged ``after_step`` steps, wait for the exit."""
+def _interrupt(workdir: Path, env, sig: int, after_step: int, checkpointed: bool = False) -> subprocess.Popen:
+    """Start a slow run, send ``sig`` once it has logged ``after_step`` steps (and, if ``checkpointed``,
+    finished a checkpoint: saves are asynchronous), wait for the exit."""
     proc = subprocess.Popen(_cmd(workdir, "--delay", "0.3"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     deadline = time.time() + 900
-    while _steps_logged(workdir) < after_step:
+    while _steps_logged(workdir) < after_step or (checkpointed and not _checkpoints(workdir)):
         assert proc.poll() is None, proc.stderr.read()[-3000:]
         assert time.time() < deadline, "the run never reached the step to interrupt at"
         time.sleep(0.1)
@@ -62,7 +65,8 @@ def _params(workdir: Path) -> dict[str, np.ndarray]:
 
 
 def _checkpoints(workdir: Path) -> list[int]:
-    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    folder = workdir / "checkpoints"
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +108,7 @@ def test_raising_lambda_lowers_flops_and_active_dims(tmp_path, env, reference):
 
 
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path, env, reference):
-    proc = _interrupt(tmp_path, env, signal.SIGKILL, after_step=5)
+    proc = _interrupt(tmp_path, env, signal.SIGKILL, after_step=5, checkpointed=True)
     assert proc.returncode == -signal.SIGKILL
     saved = _checkpoints(tmp_path)
     assert saved and max(saved) < STEPS
@@ -145,3 +149,21 @@ def test_nan_step_stops_and_keeps_last_good_checkpoint(tmp_path, env):
     params = ckpt.restore_params()
     ckpt.close()
     assert all(np.isfinite(v).all() for v in params.values())
+
+
+def test_nan_between_log_steps_stops_before_saving_it(tmp_path, env, reference):
+    """Log every 4 steps, checkpoint every 3: step 7 turns NaN, the host first looks at step 8 (a log step),
+    names step 7 and stops before the save of step 9; step 6 stays the newest checkpoint."""
+    from sembridge_jax.training.monitor import read_metrics
+
+    proc = subprocess.run(_cmd(tmp_path, "--poison-step", "6", "--log-every", "4"), capture_output=True, text=True,
+                          env=env, timeout=900)
+    assert proc.returncode != 0
+    assert "non-finite training values at step 7" in proc.stderr, proc.stderr[-3000:]
+    assert _checkpoints(tmp_path) == [3, 6]
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in records] == [4]  # step 8's NaN window was never written
+    # the logged values are the means over steps 1-4 (the reference run logs every step, same data)
+    ref = read_metrics(reference / "metrics.jsonl")[:4]
+    for key in ("loss", "grad_norm", "active_q"):
+        assert records[0][key] == pytest.approx(np.mean([r[key] for r in ref]), rel=1e-5), key

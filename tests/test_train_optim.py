@@ -80,6 +80,34 @@ def test_vocab_only_training_freezes_the_rest():
         optim.trainable_mask(layout.logical_axes, "encoder")
 
 
+@pytest.mark.parametrize("model_type,tie", [("bert", True), ("bert", False), ("distilbert", True),
+                                            ("roberta", True)])
+def test_weight_decay_follows_the_hf_trainer_parameter_groups(model_type, tie):
+    """Our decay mask equals the decay group that transformers' own Trainer builds for the same
+    PyTorch *ForMaskedLM (`Trainer.get_decay_parameter_names`, the recipe sentence-transformers'
+    trainers inherit): biases of any rank (our [heads, head_dim] q/k/v biases, the MLM output bias)
+    and LayerNorm are not decayed; embeddings and the untied decoder are."""
+    import transformers
+
+    from sembridge_jax.hf.params import PREFIX, param_table
+    from sembridge_jax.models import EncoderConfig, build_model
+    from tests.tiny_models import tiny_config
+
+    hf_config = tiny_config(model_type, tie)
+    torch_model = transformers.AutoModelForMaskedLM.from_config(hf_config)
+    hf_decay = set(transformers.Trainer.get_decay_parameter_names(None, torch_model))
+    config = EncoderConfig.from_hf(hf_config.to_dict())
+    layout, _ = split_model(build_model(config, nnx.Rngs(0)))
+    mask = optim.weight_decay_mask(layout.shapes)
+    hf_name = {".".join(map(str, e.path)): (PREFIX[config.arch] if e.backbone else "") + e.names[0]
+               for e in param_table(config)}
+    assert set(hf_name) == set(mask)
+    assert all(hf_name[k] in dict(torch_model.named_parameters(remove_duplicate=False)) for k in mask)
+    assert {k: hf_name[k] in hf_decay for k in mask} == mask
+    assert not mask["layers.0.attention.query_bias"] and layout.shapes["layers.0.attention.query_bias"] == (4, 8)
+    assert mask["embeddings.word"] and not mask["mlm.bias"] and not mask["embeddings.norm.scale"]
+
+
 def test_gradient_accumulation_averages_micro_batch_gradients():
     """A = 2 micro-batches of 2: the update is the mean of the two micro-batch gradients (each with
     its own in-batch negatives), computed here directly with jax.grad."""

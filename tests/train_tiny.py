@@ -2,6 +2,7 @@
 in a subprocess (for the kill / SIGTERM / multi-device tests):
 
     python tests/train_tiny.py WORKDIR [--steps N] [--delay S] [--out params.npz] [--lambda-flops X]
+                               [--poison-step K] [--log-every N] [--prefetch N]
 
 ``--delay`` sleeps before every batch so a test can kill the run between steps.
 """
@@ -40,6 +41,22 @@ def tiny_dataset(path: Path, n: int = 64, seed: int = 0) -> Path:
             f.write(json.dumps({"query": f"w{words[0]} w{words[1]}",
                                 "positive": " ".join(f"w{w}" for w in words)}) + "\n")
     return path
+
+
+def tiny_beir(folder: Path, seed: int = 1) -> Path:
+    """A BEIR folder (split dev) of 24 documents of 8 words; queries q0..q11 are two words of d0..d11."""
+    rng = np.random.default_rng(seed)
+    (folder / "qrels").mkdir(parents=True)
+    corpus, queries, qrels = [], [], ["query-id\tcorpus-id\tscore"]
+    for i in range(24):
+        ws = rng.choice(NUM_WORDS, 8, replace=False)
+        corpus.append(json.dumps({"_id": f"d{i}", "title": "", "text": " ".join(f"w{x}" for x in ws)}))
+        if i < 12:
+            queries.append(json.dumps({"_id": f"q{i}", "text": f"w{ws[0]} w{ws[1]}"}))
+            qrels.append(f"q{i}\td{i}\t1")
+    for name, lines in (("corpus.jsonl", corpus), ("queries.jsonl", queries), ("qrels/dev.tsv", qrels)):
+        (folder / name).write_text("\n".join(lines) + "\n")
+    return folder
 
 
 def tiny_model(vocab_size: int, seed: int = 0):
@@ -93,14 +110,17 @@ def poisoned(objective, poison_step: int):
 
 
 class SlowData:
-    """A data stream that sleeps before every batch (and otherwise is the wrapped one)."""
+    """A data stream that sleeps after making every batch (and otherwise is the wrapped one): the
+    prefetching thread then holds a batch read ahead while the loop saves, so a checkpoint that
+    recorded the data's own position instead of the consumed batch's would skip a batch on resume."""
 
     def __init__(self, data, delay: float):
         self.data, self.delay = data, delay
 
     def next_batch(self):
+        batch = self.data.next_batch()
         time.sleep(self.delay)
-        return self.data.next_batch()
+        return batch
 
     def state(self):
         return self.data.state()
@@ -109,8 +129,10 @@ class SlowData:
         self.data.restore(state)
 
 
-def run(workdir: Path, *, steps: int, poison_step: int = -1, lambda_flops: float = 1e-3, delay: float = 0.0):
-    """Train the tiny setup in ``workdir`` (data and tokenizer created there once)."""
+def run(workdir: Path, *, steps: int, poison_step: int = -1, lambda_flops: float = 1e-3, delay: float = 0.0,
+        log_every: int = 1, prefetch: int | None = None):
+    """Train the tiny setup in ``workdir`` (data and tokenizer created there once); ``prefetch`` None keeps
+    the default of ``train.prefetch``."""
     from sembridge_jax.training import losses, trainer
     from sembridge_jax.training.batches import TrainData
 
@@ -120,6 +142,9 @@ def run(workdir: Path, *, steps: int, poison_step: int = -1, lambda_flops: float
     if not data_path.exists():
         tiny_dataset(data_path)
     config = tiny_config(workdir, data_path, steps=steps, lambda_flops=lambda_flops)
+    config.train.log_every = log_every
+    if prefetch is not None:
+        config.train.prefetch = prefetch
     objective = trainer.splade_objective(losses.loss_settings(config))
     if poison_step >= 0:
         objective = poisoned(objective, poison_step)
@@ -142,10 +167,12 @@ def main(argv=None):
     ap.add_argument("--poison-step", type=int, default=-1)
     ap.add_argument("--lambda-flops", type=float, default=1e-3)
     ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--log-every", type=int, default=1)
+    ap.add_argument("--prefetch", type=int)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     result = run(args.workdir, steps=args.steps, poison_step=args.poison_step, lambda_flops=args.lambda_flops,
-                 delay=args.delay)
+                 delay=args.delay, log_every=args.log_every, prefetch=args.prefetch)
     if args.out:
         np.savez(args.out, **params_of(result.model))
     print(f"FIT {result.status} {result.step}", flush=True)

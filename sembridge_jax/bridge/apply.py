@@ -4,8 +4,16 @@ Every vocabulary-row tensor (models/vocab.py: first logical axis "vocab") is tra
 same copy/weights: the input embeddings (= the tied MLM decoder rows), an untied decoder, and the
 MLM output bias, whose treatment is a switch:
 
-  bias_init="remap"       the same copy/weights as the rows (our improvement, the default);
+  bias_init="auto"        the method's own choice (methods.Method.bias: "mean" for identity_semantic,
+                          omp, ridge, procrustes, mvgauss_nm; "remap" for the others), the default;
+  bias_init="remap"       the same copy/weights as the rows;
+  bias_init="mean"        copied tokens keep their source bias, new tokens get the mean source bias (a
+                          constant: no per-token noise);
   bias_init="zero"        copied tokens keep their source bias, new tokens get 0;
+  bias_init="unigram" | "idf"
+                          copied tokens keep their source bias, new tokens get a target-text statistic
+                          affine-matched to the source bias (bridge/frequency.py; the alignment must hold
+                          text counts: build it with bias_text);
   bias_init="positional"  the released code's behaviour (Hugging Face resize): target id k keeps the
                           bias of source id k, whatever token that is; ids beyond the source
                           vocabulary get the mean source bias (transformers' mean_resizing).
@@ -21,9 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from sembridge_jax.bridge.alignment import Alignment
+from sembridge_jax.bridge.frequency import FREQUENCY_BIAS, frequency_bias
+from sembridge_jax.bridge.methods import get_method
 from sembridge_jax.models.vocab import replace_vocab, vocab_params
 
-BIAS_INIT = ("remap", "zero", "positional")
+BIAS_INIT = ("auto", "remap", "mean", "zero", *FREQUENCY_BIAS, "positional")
 
 
 def _is_bias(path: tuple) -> bool:
@@ -38,6 +48,13 @@ def positional_bias(bias: np.ndarray, target_size: int) -> np.ndarray:
     return out
 
 
+def resolve_bias_init(bias_init: str, method: str) -> str:
+    """bias_init with "auto" replaced by the method's own choice (methods.Method.bias)."""
+    if bias_init not in BIAS_INIT:
+        raise ValueError(f"init.bias_init must be one of {BIAS_INIT}, got {bias_init!r}")
+    return get_method(method)[1].bias if bias_init == "auto" else bias_init
+
+
 def _bias_rows(bias: np.ndarray, alignment: Alignment, bias_init: str, name: str) -> np.ndarray:
     if bias_init == "remap":
         return alignment.combine(bias, name=name)
@@ -46,6 +63,15 @@ def _bias_rows(bias: np.ndarray, alignment: Alignment, bias_init: str, name: str
     out = np.zeros((alignment.target_size,), bias.dtype)
     copied = alignment.copy_src >= 0
     out[copied] = bias[alignment.copy_src[copied]]
+    new = alignment.new_ids
+    if bias_init == "mean":
+        out[new] = bias[:alignment.source_size].mean()
+    elif bias_init in FREQUENCY_BIAS:
+        st = alignment.text_stats
+        if st is None:
+            raise ValueError(f"bias_init {bias_init!r} needs target-text counts: build the alignment with "
+                             "init.bias_text (--bias-text)")
+        out[new] = frequency_bias(bias_init, st["tf"], st["df"], st["n_texts"], bias[:alignment.source_size])[new]
     return out
 
 
@@ -56,13 +82,12 @@ def shift_positions(table: np.ndarray, old_pad: int, new_pad: int) -> np.ndarray
     return table[idx]
 
 
-def apply_alignment(model, alignment: Alignment, *, bias_init: str = "remap", target_tokenizer=None):
+def apply_alignment(model, alignment: Alignment, *, bias_init: str = "auto", target_tokenizer=None):
     """A new model (same architecture) whose vocabulary is the alignment's target vocabulary.
 
     `target_tokenizer` (optional) supplies the new pad id; without it the pad id is mapped through
     the alignment (the target id copied from the source pad) when possible, else kept."""
-    if bias_init not in BIAS_INIT:
-        raise ValueError(f"bias_init must be one of {BIAS_INIT}, got {bias_init!r}")
+    bias_init = resolve_bias_init(bias_init, alignment.method)
     config = model.config
     rows = vocab_params(model)
     if config.vocab_size < alignment.source_size:

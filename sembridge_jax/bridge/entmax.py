@@ -16,8 +16,10 @@ tokens. Doing that row by row over 30k sources (the released code) is slow, so:
    finally over the full row. Identical query rows are solved once.
 
 Precision: alpha > 2 is ill-conditioned at the support boundary (d w / d tau ~ x^(1/(alpha-1) - 1)),
-so the threshold is solved in `solve_dtype` (float64 by default, under `jax.enable_x64`); the
-similarities themselves stay float32. On TPU pass solve_dtype="float32" (about 1e-4 worst-case).
+so the threshold is solved in `solve_dtype`: float64 (under `jax.enable_x64`) on CPU, float32 on
+GPU/TPU (TPUs have no float64; `resolve_solve_dtype`, config `init.solve_dtype`), with weights within
+FLOAT32_WEIGHT_ERROR of the float64 ones. The similarities themselves stay float32. The proof of step 4
+holds in both: in float32 its margin also covers the rounding of the recomputed candidate scores.
 
 Devices: every block of target rows is split over the local devices and the source side is
 replicated, so each device scores its own rows against all source tokens with no communication;
@@ -35,6 +37,23 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
+
+SOLVE_DTYPES = ("auto", "float64", "float32")
+# Worst-case |weight - float64 weight| of a float32 solve, alpha in [1.5, 4] (tests/test_bridge_solve_dtype.py).
+FLOAT32_WEIGHT_ERROR = 1e-4
+
+
+def resolve_solve_dtype(solve_dtype: str, platform: str | None = None) -> str:
+    """The dtype of the entmax solve on `platform` (default: JAX's default backend): "auto" is float64
+    on CPU and float32 on GPU/TPU; float64 on a TPU is refused (it has none)."""
+    platform = platform or jax.default_backend()
+    if solve_dtype not in SOLVE_DTYPES:
+        raise ValueError(f"init.solve_dtype must be one of {SOLVE_DTYPES}, got {solve_dtype!r}")
+    if solve_dtype == "auto":
+        return "float64" if platform == "cpu" else "float32"
+    if solve_dtype == "float64" and platform == "tpu":
+        raise ValueError("init.solve_dtype='float64': TPUs have no float64; use 'auto' or 'float32'")
+    return solve_dtype
 
 
 def _check_alpha(alpha: float) -> None:
@@ -186,7 +205,8 @@ def similarity_entmax(queries: np.ndarray, keys: np.ndarray, alpha: float, *, k:
     """alpha-entmax (alpha > 1) of the similarity rows queries @ keys.T, exactly, as COO triplets.
 
     queries [Q, d], keys [N, d] (unit rows give cosines). The result is the entmax of the exact
-    scores of the float32 vectors (computed in solve_dtype), independent of matmul summation order.
+    scores of the float32 vectors, independent of matmul summation order (solve_dtype "float64"), or
+    of their float32 scores in any summation order (solve_dtype "float32": within FLOAT32_WEIGHT_ERROR).
     Rows are processed in blocks of block_rows per device (memory O(block_rows * N) per device),
     split over ``devices`` (default: every local device); each row is first solved on its top
     k[0] candidates, rows whose proof fails are retried with k[1], ..., then over the full row.
@@ -204,7 +224,8 @@ def similarity_entmax(queries: np.ndarray, keys: np.ndarray, alpha: float, *, k:
     n_keys, dim = keys.shape
     ks = [kk for kk in k if kk < n_keys]
     stats = {f"top{kk}": 0 for kk in ks} | {"full": 0}
-    margin = matmul_error_bound(q_all, keys) if solve_dtype == "float64" else 0.0
+    # float32 rounds the recomputed candidate scores as well: twice the bound covers both roundings
+    margin = matmul_error_bound(q_all, keys) * (1.0 if solve_dtype == "float64" else 2.0)
     out_rows, out_cols, out_w = [], [], []
 
     def emit(rows, idx, w):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from sembridge_jax.data.retrieval import load_beir
+from sembridge_jax.data.text import DataError, numbered_lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,10 +37,6 @@ class LoadedExamples:
     examples: list[Example]
     skipped: int
     source: str  # human-readable description for logs
-
-
-class DataError(ValueError):
-    """A malformed data record; the message names the file and line (or dataset row)."""
 
 
 def _text(value: Any, field: str) -> str:
@@ -105,12 +102,10 @@ def _collect(records: Iterable[tuple[str, Callable[[], Example]]], spec, source:
     return LoadedExamples(examples, skipped, source)
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.rstrip("\n").rstrip("\r")
-            if line.strip():
-                yield number, line
+def _decoded(line: str | None) -> str:
+    if line is None:
+        raise ValueError("not valid UTF-8")
+    return line
 
 
 def read_jsonl(spec) -> LoadedExamples:
@@ -118,10 +113,10 @@ def read_jsonl(spec) -> LoadedExamples:
     path = Path(spec.path)
 
     def records():
-        for number, line in _lines(path):
+        for number, line in numbered_lines(path):
             def make(line=line):
                 try:
-                    record = json.loads(line)
+                    record = json.loads(_decoded(line))
                 except json.JSONDecodeError as err:
                     raise ValueError(f"invalid JSON ({err.msg})") from None
                 return _record_to_example(record, spec)
@@ -135,12 +130,12 @@ def read_tsv(spec) -> LoadedExamples:
     path = Path(spec.path)
 
     def records():
-        for number, line in _lines(path):
+        for number, line in numbered_lines(path):
             if number == 1 and spec.tsv_header:
                 continue
 
             def make(line=line):
-                cols = line.split("\t")
+                cols = _decoded(line).split("\t")
                 if len(cols) < 2:
                     raise ValueError(f"expected >= 2 tab-separated columns, got {len(cols)}")
                 texts = [_text(c, f"column {i + 1}") for i, c in enumerate(cols)]
@@ -181,14 +176,24 @@ def read_beir(spec) -> LoadedExamples:
 
 def read_hf(spec) -> LoadedExamples:
     """A Hugging Face dataset: hub id (+ subset) or a local builder ("json"/"parquet") with
-    spec.path as data_files. Rows are mapped with the spec's field names."""
+    spec.path as data_files. Rows are mapped with the spec's field names.
+
+    With `max_examples` a hub dataset is streamed: only the first rows are downloaded (WebFAQ-ko is
+    millions of rows), in the same file order as the full download. Without it the whole split is
+    downloaded once into the datasets cache.
+    """
     import datasets  # heavy optional: only hf sources pay its import time
 
     kwargs = {"split": spec.split}
     if spec.path:
         kwargs["data_files"] = spec.path
-    dataset = datasets.load_dataset(spec.name, spec.subset or None, **kwargs)
+    elif spec.max_examples:
+        kwargs["streaming"] = True
     label = f"hf:{spec.name}{'/' + spec.subset if spec.subset else ''} [{spec.split}]"
+    try:
+        dataset = datasets.load_dataset(spec.name, spec.subset or None, **kwargs)
+    except ValueError as err:  # unknown split / config: datasets lists the valid ones
+        raise DataError(f"{label}: {err}") from None
 
     def records():
         for i, row in enumerate(dataset):
@@ -237,13 +242,14 @@ def read_parallel_tsv(path: str | Path, *, max_pairs: int = 0, skip_bad_lines: b
     """
     path = Path(path)
     pairs, skipped = [], 0
-    for number, line in _lines(path):
+    for number, line in numbered_lines(path):
         if number == 1:
             continue  # header, e.g. "en\tko"
-        cols = line.split("\t")
+        cols = [] if line is None else line.split("\t")
         if len(cols) != 2 or not cols[0].strip() or not cols[1].strip():
             if not skip_bad_lines:
-                raise DataError(f"{path}:{number}: expected 'english<TAB>target' (2 non-empty columns)")
+                problem = "not valid UTF-8" if line is None else "expected 'english<TAB>target' (2 non-empty columns)"
+                raise DataError(f"{path}:{number}: {problem}")
             skipped += 1
             continue
         pairs.append((cols[0], cols[1]))

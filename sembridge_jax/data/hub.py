@@ -146,17 +146,29 @@ def read_trec_qrels(path: str | Path) -> Qrels:
 
 
 def _select(queries: Queries, qrels: Qrels, max_queries: int) -> tuple[Queries, Qrels]:
-    """Judged queries (all queries when there are no qrels), the first `max_queries` in sorted id order
-    (the order data.retrieval.subsample uses); 0 keeps all."""
-    qids = sorted(q for q in queries if q in qrels) if qrels else sorted(queries)
+    """The queries with a relevant (grade > 0) judgement (all queries when there are no qrels: test splits),
+    the first `max_queries` in sorted id order (the order data.retrieval.subsample uses); 0 keeps all.
+    Grade-0 judgements of the kept queries stay in their qrels."""
+    if qrels:
+        qids = sorted(q for q in queries if any(g > 0 for g in qrels.get(q, {}).values()))
+    else:
+        qids = sorted(queries)
     if max_queries:
         qids = qids[:max_queries]
     return {q: queries[q] for q in qids}, {q: qrels[q] for q in qids if q in qrels}
 
 
+def _enough(out: Corpus, wanted: set[str] | None, max_docs: int) -> bool:
+    """Whether a corpus read can stop: every wanted (judged) passage is in and, for a capped full corpus
+    (`max_docs` > 0), so are at least `max_docs` passages."""
+    if wanted is None:
+        return bool(max_docs) and len(out) >= max_docs
+    return wanted.issubset(out) and len(out) >= max_docs
+
+
 # -- MIRACL ----------------------------------------------------------------------------------------------
 def load_miracl(language: str, split: str = "dev", *, corpus: bool | str = True, revision: str | None = None,
-                corpus_revision: str | None = None, max_queries: int = 0, repo: str = MIRACL_REPO,
+                corpus_revision: str | None = None, max_queries: int = 0, max_docs: int = 0, repo: str = MIRACL_REPO,
                 corpus_repo: str = MIRACL_CORPUS_REPO) -> tuple[Corpus, Queries, Qrels]:
     """(corpus, queries, qrels) of MIRACL `language` (ISO 639-1, e.g. "ko") and `split`.
 
@@ -166,7 +178,9 @@ def load_miracl(language: str, split: str = "dev", *, corpus: bool | str = True,
     True = every passage of the language (all shards: ko has 3, en 66), "judged" = only the passages
     judged for the returned queries (shards are read in order and reading stops once all are found),
     False = no corpus. Shards are downloaded one at a time into the hub cache and read line by line.
-    Queries are the judged ones, the first `max_queries` in sorted id order when > 0.
+    `max_docs` > 0 with corpus=True stops after the shard in which every judged passage and `max_docs`
+    passages in all have been read (a smaller pool for smoke runs; data.retrieval.subsample then samples it).
+    Queries are those with a relevant judgement, the first `max_queries` in sorted id order when > 0.
     """
     split_name = MIRACL_SPLITS.get(split)
     if split_name is None:
@@ -192,8 +206,11 @@ def load_miracl(language: str, split: str = "dev", *, corpus: bool | str = True,
     queries, qrels = _select(queries, qrels, max_queries)
     if not corpus:
         return {}, queries, qrels
-    wanted = {d for rels in qrels.values() for d in rels} if corpus == "judged" else None
-    docs = _read_shards(corpus_repo, language, corpus_revision, wanted)
+    judged = {d for rels in qrels.values() for d in rels}
+    if corpus == "judged":
+        docs = _read_shards(corpus_repo, language, corpus_revision, judged, keep_all=False)
+    else:
+        docs = _read_shards(corpus_repo, language, corpus_revision, judged if max_docs else None, max_docs=max_docs)
     return docs, queries, qrels
 
 
@@ -212,12 +229,15 @@ def miracl_corpus_shards(language: str, *, revision: str | None = None,
     return sorted(shards, key=lambda f: int(re.search(r"docs-(\d+)\.", f).group(1)))
 
 
-def _read_shards(corpus_repo: str, language: str, revision: str | None, wanted: set[str] | None) -> Corpus:
+def _read_shards(corpus_repo: str, language: str, revision: str | None, wanted: set[str] | None, *,
+                 keep_all: bool = True, max_docs: int = 0) -> Corpus:
+    """Passages of the language's shards, in order. `keep_all` False keeps only the `wanted` ones. Reading
+    stops once `_enough` says so (with wanted=None and max_docs=0: after the last shard)."""
     shards = miracl_corpus_shards(language, revision=revision, corpus_repo=corpus_repo)
     out: Corpus = {}
     i = 0
     while shards is None or i < len(shards):
-        if wanted is not None and wanted.issubset(out):
+        if (wanted is not None or max_docs) and _enough(out, wanted, max_docs):
             break
         name = shards[i] if shards is not None else f"miracl-corpus-v1.0-{language}/docs-{i}.jsonl.gz"
         try:
@@ -227,7 +247,7 @@ def _read_shards(corpus_repo: str, language: str, revision: str | None, wanted: 
                 break
             raise
         for row in iter_jsonl_gz(path):
-            if wanted is None or row["docid"] in wanted:
+            if keep_all or row["docid"] in wanted:
                 out[str(row["docid"])] = {"title": row.get("title") or "", "text": row.get("text") or ""}
         i += 1
     return out
@@ -235,7 +255,7 @@ def _read_shards(corpus_repo: str, language: str, revision: str | None, wanted: 
 
 # -- Mr.TyDi ---------------------------------------------------------------------------------------------
 def load_mrtydi(language: str, split: str = "test", *, corpus: bool | str = True, revision: str | None = None,
-                corpus_revision: str | None = None, max_queries: int = 0, repo: str = MRTYDI_REPO,
+                corpus_revision: str | None = None, max_queries: int = 0, max_docs: int = 0, repo: str = MRTYDI_REPO,
                 corpus_repo: str = MRTYDI_CORPUS_REPO) -> tuple[Corpus, Queries, Qrels]:
     """(corpus, queries, qrels) of Mr.TyDi `language` ("korean", or the ISO 639-1 code "ko") and `split`
     (train, dev, test).
@@ -244,6 +264,8 @@ def load_mrtydi(language: str, split: str = "test", *, corpus: bool | str = True
     positive_passages, negative_passages}; qrels = the positive passages, grade 1) and, for corpus=True,
     mrtydi-v1.1-{language}/corpus.jsonl.gz of castorini/mr-tydi-corpus (one file per language, 228 MB for
     korean). corpus="judged" takes the passages carried by the query rows and downloads no corpus.
+    `max_docs` > 0 with corpus=True stops reading the corpus once every judged passage and `max_docs`
+    passages in all are in (the file is still downloaded whole: it is one file).
     """
     language = MRTYDI_LANGUAGES.get(language, language)
     if corpus not in (True, False, "judged"):
@@ -263,14 +285,18 @@ def load_mrtydi(language: str, split: str = "test", *, corpus: bool | str = True
         qrels[qid] = {str(p["docid"]): 1 for p in row.get("positive_passages") or []}
         for p in list(row.get("positive_passages") or []) + list(row.get("negative_passages") or []):
             passages[str(p["docid"])] = {"title": p.get("title") or "", "text": p.get("text") or ""}
-    queries, qrels = _select(queries, {q: r for q, r in qrels.items() if r}, max_queries)
+    queries, qrels = _select(queries, qrels, max_queries)
     if not corpus:
         return {}, queries, qrels
     if corpus == "judged":
         judged = {d for rels in qrels.values() for d in rels}
         return {d: p for d, p in passages.items() if d in judged}, queries, qrels
-    docs = {str(r["docid"]): {"title": r.get("title") or "", "text": r.get("text") or ""}
-            for r in iter_jsonl_gz(_download(corpus_repo, f"{root}/corpus.jsonl.gz", corpus_revision))}
+    judged = {d for rels in qrels.values() for d in rels}
+    docs: Corpus = {}
+    for r in iter_jsonl_gz(_download(corpus_repo, f"{root}/corpus.jsonl.gz", corpus_revision)):
+        if max_docs and _enough(docs, judged, max_docs):
+            break
+        docs[str(r["docid"])] = {"title": r.get("title") or "", "text": r.get("text") or ""}
     return docs, queries, qrels
 
 
@@ -279,13 +305,14 @@ RETRIEVAL_LOADERS = {MIRACL_REPO: load_miracl, MRTYDI_REPO: load_mrtydi}
 
 
 def load_retrieval(repo: str, language: str, split: str, *, corpus_repo: str | None = None, corpus: bool | str = True,
-                   revision: str | None = None, max_queries: int = 0) -> tuple[Corpus, Queries, Qrels]:
+                   revision: str | None = None, max_queries: int = 0, max_docs: int = 0
+                   ) -> tuple[Corpus, Queries, Qrels]:
     """load_miracl / load_mrtydi chosen by the query repo id (miracl/miracl, castorini/mr-tydi)."""
     if repo not in RETRIEVAL_LOADERS:
         raise ValueError(f"no hub loader for {repo!r}; known: {sorted(RETRIEVAL_LOADERS)}")
     kwargs = {"corpus_repo": corpus_repo} if corpus_repo else {}
     return RETRIEVAL_LOADERS[repo](language, split, corpus=corpus, revision=revision, max_queries=max_queries,
-                                   **kwargs)
+                                   max_docs=max_docs, **kwargs)
 
 
 # -- WebFAQ ----------------------------------------------------------------------------------------------

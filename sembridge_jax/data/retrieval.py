@@ -1,5 +1,6 @@
-"""Retrieval benchmarks as one in-memory shape: BEIR folders, MIRACL / Mr.TyDi via HF `datasets`,
-and mixed English + target-language pools for the English-inclination metrics."""
+"""Retrieval benchmarks as one in-memory shape: BEIR folders, MIRACL / Mr.TyDi (their hub repos through
+`data.hub`, local json/parquet files through HF `datasets`), and mixed English + target-language pools for
+the English-inclination metrics."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from sembridge_jax.data import hub
 
 
 @dataclass
@@ -92,17 +95,41 @@ def _hf_load(source: str, config_name: str | None, split: str, revision: str | N
     return datasets.load_dataset(source, config_name, split=split, revision=revision)
 
 
+def with_relevant(qrels: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """The queries with at least one relevant (grade > 0) document: nDCG and recall are undefined for the
+    others (MIRACL's qrels also list judged, non-relevant passages with grade 0)."""
+    return {q: rels for q, rels in qrels.items() if any(g > 0 for g in rels.values())}
+
+
+def is_hub_benchmark(source: str) -> bool:
+    """Whether `source` names a hub repo that `data.hub` reads file by file (MIRACL, Mr.TyDi), not a local path."""
+    return source in hub.RETRIEVAL_LOADERS and not Path(source).exists()
+
+
 def load_hf_retrieval(queries_source: str, corpus_source: str | None = None, *, language: str | None = None,
                       split: str = "dev", corpus_split: str = "train", revision: str | None = None,
-                      name: str | None = None) -> RetrievalDataset:
-    """MIRACL / Mr.TyDi layout: query rows {query_id, query, positive_passages, negative_passages}
-    (passages {docid, title, text}), corpus rows {docid, title, text}.
+                      name: str | None = None, max_queries: int = 0, max_docs: int = 0) -> RetrievalDataset:
+    """MIRACL / Mr.TyDi: the hub repos, or local files in the layout of their loading scripts.
 
-    Real hub ids: `miracl/miracl` + `miracl/miracl-corpus`, `castorini/mr-tydi` + `castorini/mr-tydi-corpus`
-    with `language` as the config name (e.g. "ko" for MIRACL, "korean" for Mr.TyDi). Without
-    `corpus_source` the pool is only the judged passages (positives + negatives) of the queries, a much
-    easier task than the full corpus; say so when reporting it.
+    Hub ids `miracl/miracl` (+ `miracl/miracl-corpus`) and `castorini/mr-tydi` (+ `castorini/mr-tydi-corpus`)
+    are read file by file by `data.hub` (script datasets, which `datasets` >= 4 refuses), with `language`
+    as the subset ("ko"; Mr.TyDi also takes "korean"). Local json/jsonl/parquet files hold query rows
+    {query_id, query, positive_passages, negative_passages} (passages {docid, title, text}) and corpus rows
+    {docid, title, text}. Without `corpus_source` the pool is only the judged passages of the queries, a
+    much easier task than the full corpus; say so when reporting it. Queries without a relevant document
+    are dropped; `max_queries` keeps the first N in sorted id order and `max_docs` caps the corpus (see
+    `subsample`; on the hub, corpus shards stop downloading once enough passages are in).
     """
+    if is_hub_benchmark(queries_source):
+        if not language:
+            raise ValueError(f"{queries_source}: give the language subset (e.g. 'ko')")
+        corpus, queries, qrels = hub.load_retrieval(
+            queries_source, language, split, corpus_repo=corpus_source or None, revision=revision,
+            corpus=True if corpus_source else "judged", max_queries=max_queries, max_docs=max_docs)
+        qrels = with_relevant(qrels)
+        ds = RetrievalDataset(name or f"{queries_source}:{language}/{split}", corpus,
+                              {q: queries[q] for q in qrels}, qrels)
+        return subsample(ds, max_docs=max_docs) if max_docs else ds
     rows = _hf_load(queries_source, language, split, revision)
     missing = {"query_id", "query", "positive_passages"} - set(rows.column_names)
     if missing:
@@ -118,9 +145,10 @@ def load_hf_retrieval(queries_source: str, corpus_source: str | None = None, *, 
     if corpus_source is not None:
         for r in _hf_load(corpus_source, language, corpus_split, revision):
             corpus[str(r["docid"])] = {"title": r.get("title", ""), "text": r["text"]}
-    qrels = {q: d for q, d in qrels.items() if d}  # MIRACL has queries without positives
-    return RetrievalDataset(name or f"{queries_source}:{language or ''}/{split}", corpus,
-                            {q: queries[q] for q in qrels}, qrels)
+    qrels = with_relevant(qrels)  # MIRACL has queries without positives
+    ds = RetrievalDataset(name or f"{queries_source}:{language or ''}/{split}", corpus,
+                          {q: queries[q] for q in qrels}, qrels)
+    return subsample(ds, max_queries=max_queries, max_docs=max_docs) if max_queries or max_docs else ds
 
 
 def build_mixed_pool(target: RetrievalDataset, english: RetrievalDataset, *, id_map: dict[str, str] | None = None,
@@ -185,10 +213,14 @@ def subsample(ds: RetrievalDataset, *, max_queries: int = 0, max_docs: int = 0, 
     return RetrievalDataset(name, corpus, {q: ds.queries[q] for q in qids}, qrels)
 
 
-def load_eval_dataset(source: str, *, split: str = "dev", subset: str = "", corpus: str = "") -> RetrievalDataset:
-    """One entry point for configs (`eval.beir`, `eval.subset`, `eval.corpus`, `eval.split`): a local BEIR
-    folder, or MIRACL / Mr.TyDi-style topics (hub id or local files) joined with `corpus` when given."""
+def load_eval_dataset(source: str, *, split: str = "dev", subset: str = "", corpus: str = "", max_queries: int = 0,
+                      max_docs: int = 0) -> RetrievalDataset:
+    """One entry point for configs (`eval.beir`, `eval.subset`, `eval.corpus`, `eval.split`, `eval.max_queries`,
+    `eval.max_docs`; the same under `data.dev`): a local BEIR folder, or MIRACL / Mr.TyDi topics (hub id or
+    local files) joined with `corpus` when given. `max_queries` / `max_docs`: see `subsample` (0 = all)."""
     path = Path(source)
     if path.is_dir() and (path / "corpus.jsonl").is_file():
-        return load_beir(path, split)
-    return load_hf_retrieval(source, corpus or None, language=subset or None, split=split)
+        ds = load_beir(path, split)
+        return subsample(ds, max_queries=max_queries, max_docs=max_docs) if max_queries or max_docs else ds
+    return load_hf_retrieval(source, corpus or None, language=subset or None, split=split, max_queries=max_queries,
+                             max_docs=max_docs)

@@ -50,6 +50,7 @@ DEV = Section({
                     path="input_or_hub"),
     "split": Field("dev", "qrels split"),
     "max_queries": Field(200, "evaluate on the first N queries; 0 = all", ge=0),
+    "max_docs": Field(0, "corpus cap: judged documents + a seeded sample of the others up to N; 0 = all", ge=0),
 })
 
 PARALLEL = Section({

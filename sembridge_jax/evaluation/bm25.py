@@ -9,6 +9,7 @@ without a morphological analyser. This reproduces the kit's BM25 reference numbe
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import numpy as np
 
@@ -34,18 +35,21 @@ def bm25_tokens(text: str) -> list[str]:
 
 class BM25Retriever:
     """bm25s index over documents; `search` returns document indices [M, k] (-1 padded) and scores, best first,
-    ties broken by lower document index (scores are re-sorted after bm25s' top-k)."""
+    ties broken by lower document index (scores are re-sorted after bm25s' top-k). `analyser` turns a text
+    into its terms (default `bm25_tokens`; e.g. a subword tokenizer's `tokenize`)."""
 
-    def __init__(self, texts: list[str], *, k1: float = 1.2, b: float = 0.75):
+    def __init__(self, texts: list[str], *, k1: float = 1.2, b: float = 0.75,
+                 analyser: Callable[[str], list[str]] = bm25_tokens):
         import bm25s  # heavy optional: seconds of import time, only for BM25 reference runs
 
         self.n_docs = len(texts)
+        self.analyser = analyser
         self.model = bm25s.BM25(k1=k1, b=b, method="lucene")
-        self.model.index([bm25_tokens(t) for t in texts], show_progress=False)
+        self.model.index([analyser(t) for t in texts], show_progress=False)
 
     def _query_tokens(self, queries: list[str]) -> list[list[str]]:
         vocab = self.model.vocab_dict
-        return [[t for t in bm25_tokens(q) if t in vocab and t] for q in queries]
+        return [[t for t in self.analyser(q) if t in vocab and t] for q in queries]
 
     def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         k_eff = min(k, self.n_docs)

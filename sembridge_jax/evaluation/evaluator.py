@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sembridge_jax.data.retrieval import RetrievalDataset
-from sembridge_jax.evaluation.bm25 import BM25Retriever
+from sembridge_jax.evaluation.bm25 import BM25Retriever, bm25_tokens
 from sembridge_jax.evaluation.encode import CorpusEncoder, SparseCollection
 from sembridge_jax.evaluation.inclination import inclination_metrics
 from sembridge_jax.evaluation.index import InvertedIndex
@@ -93,10 +93,10 @@ def evaluate_encoder(encoder: CorpusEncoder, ds: RetrievalDataset, settings: Eva
     return {**evaluate_sparse(q, d, ds, settings, name), "encode_s": encode_s}
 
 
-def evaluate_bm25(ds: RetrievalDataset, settings: EvalSettings, name: str = "BM25") -> dict:
-    """The BM25 reference run (see evaluation/bm25.py for the tokenisation)."""
+def evaluate_bm25(ds: RetrievalDataset, settings: EvalSettings, name: str = "BM25", analyser=bm25_tokens) -> dict:
+    """The BM25 reference run (see evaluation/bm25.py for the default tokenisation; `analyser`: text -> terms)."""
     t0 = time.perf_counter()
-    bm25 = BM25Retriever(ds.doc_texts())
+    bm25 = BM25Retriever(ds.doc_texts(), analyser=analyser)
     queries = list(ds.queries.values())
     top_idx, _ = bm25.search(queries, settings.depth)
     ranks = bm25.ranks(queries, relevant_indices(ds)) if settings.inclination else None

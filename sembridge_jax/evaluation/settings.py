@@ -48,6 +48,7 @@ EVAL = Section({
     "k": Field(_DEFAULTS.depth, "retrieval depth per query", ge=1),
     "batch_size": Field(_DEFAULTS.batch_size, "texts per encoding batch", ge=1),
     "max_queries": Field(0, "evaluate on the first N queries; 0 = all", ge=0),
+    "max_docs": Field(0, "corpus cap: judged documents + a seeded sample of the others up to N; 0 = all", ge=0),
     "query_top_k": Field(0, "inference pruning of query vectors; 0 = none", ge=0),
     "doc_top_k": Field(0, "inference pruning of document vectors; 0 = none", ge=0),
     "mixed": MIXED,

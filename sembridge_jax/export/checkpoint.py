@@ -21,7 +21,7 @@ def load_model_from_checkpoint(workdir: str | os.PathLike, step: int | None = No
     spec = workdir / MODEL_DIR / ENCODER_CONFIG
     if not spec.is_file():
         raise FileNotFoundError(f"{spec} is missing: is {workdir} a sembridge-jax training workdir?")
-    config = EncoderConfig(**json.loads(spec.read_text()))
+    config = EncoderConfig.from_dict(json.loads(spec.read_text()))
     ckpt = Checkpointer(workdir, read_only=True)
     try:
         step = ckpt.latest_step() if step is None else step

@@ -7,7 +7,10 @@ from pathlib import Path
 from huggingface_hub import snapshot_download
 
 # What a model folder needs: weights, config, tokenizer and the sentence-transformers module files.
-HUB_PATTERNS = ["*.json", "*.safetensors", "pytorch_model.bin", "*.txt", "*.model", "1_SpladePooling/*"]
+# Repos often carry the same weights twice (naver/splade-v3, BAAI/bge-m3: model.safetensors and
+# pytorch_model.bin); the .bin is fetched only when there are no safetensors (BIN_PATTERNS).
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "1_SpladePooling/*"]
+BIN_PATTERNS = ["pytorch_model.bin"]
 
 
 def resolve_model_dir(path_or_id: str | Path) -> Path:
@@ -23,6 +26,8 @@ def resolve_model_dir(path_or_id: str | Path) -> Path:
         if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
             raise FileNotFoundError(f"model folder {text!r} does not exist (nor is it a hub id 'owner/name')")
         path = Path(snapshot_download(repo_id=text, allow_patterns=HUB_PATTERNS))
+        if not any(path.rglob("*.safetensors")):
+            path = Path(snapshot_download(repo_id=text, allow_patterns=BIN_PATTERNS))
     if not (path / "config.json").is_file() and (path / "modules.json").is_file():
         modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
         sub = path / modules[0].get("path", "")

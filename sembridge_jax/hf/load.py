@@ -58,7 +58,7 @@ def read_tensors(folder: Path) -> tuple[dict[str, np.ndarray], str]:
 
 
 def load_model(folder: str | Path, **config_overrides) -> MaskedLMEncoder:
-    """Our encoder from a local Hugging Face folder; `config_overrides` set dtype, chunk size, remat..."""
+    """Our encoder from a local Hugging Face folder; `config_overrides` set dtype, chunk size, remat policy..."""
     folder = Path(folder)
     config = read_config(folder, **config_overrides)
     tensors, source = read_tensors(folder)
@@ -99,7 +99,7 @@ def load_pretrained(path_or_id: str | Path, *, dtype: str = "float32", **config_
     """(model, tokenizer, config) from a local folder or a hub id.
 
     `dtype` is the compute dtype; `config_overrides` set other EncoderConfig fields
-    (splade_pooling, splade_chunk_size, remat). The SPLADE pooling defaults to the folder's
+    (splade_pooling, splade_chunk_size, remat_policy). The SPLADE pooling defaults to the folder's
     sentence-transformers SpladePooling setting when there is one. Errors name the unsupported
     model_type, the missing tensor or the tensor of the wrong shape, and the file.
     """

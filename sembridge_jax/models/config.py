@@ -14,6 +14,10 @@ from sembridge_jax.models.layers import ACTIVATIONS
 
 ARCHS = ("bert", "distilbert", "roberta")
 DTYPES = ("float32", "bfloat16")
+# What the backward pass recomputes instead of storing (models/encoder.py REMAT_LAYER_POLICY): nothing;
+# the SPLADE head's chunks; the head's chunks and every transformer layer, keeping the layer's
+# weight matmuls (jax.checkpoint_policies.dots_with_no_batch_dims_saveable) or only its input.
+REMAT_POLICIES = ("none", "head", "dots_with_no_batch_dims_saveable", "full")
 # Hugging Face model_type -> our arch. RoBERTa-style models differ from BERT only in position ids.
 HF_MODEL_TYPES = {
     "bert": "bert",
@@ -46,6 +50,7 @@ class EncoderConfig:
     the positions of non-pad tokens (RoBERTa: padding_idx + 1). `mlm_head` False describes an
     encoder checkpoint without MLM head (e.g. the e5 bridge): only `embed` works then.
     `hf_model_type` keeps the exact Hugging Face model_type (e.g. "xlm-roberta") for export.
+    `remat_policy` is one of REMAT_POLICIES (the head's chunks only matter with splade_chunk_size > 0).
     """
 
     arch: str = "bert"
@@ -65,7 +70,7 @@ class EncoderConfig:
     param_dtype: str = "float32"
     splade_pooling: str = "max"
     splade_chunk_size: int = 0
-    remat: bool = False
+    remat_policy: str = "head"
     mlm_head: bool = True
     hf_model_type: str = ""
 
@@ -79,6 +84,8 @@ class EncoderConfig:
             (self.param_dtype in DTYPES, f"param_dtype must be one of {DTYPES}, got {self.param_dtype!r}"),
             (self.splade_pooling in POOLINGS, f"splade_pooling must be one of {POOLINGS}, got {self.splade_pooling!r}"),
             (self.splade_chunk_size >= 0, f"splade_chunk_size must be >= 0, got {self.splade_chunk_size}"),
+            (self.remat_policy in REMAT_POLICIES,
+             f"remat_policy must be one of {REMAT_POLICIES}, got {self.remat_policy!r}"),
             (self.vocab_size > 0 and self.num_layers > 0, "vocab_size and num_layers must be positive"),
         ]
         for ok, msg in checks:
@@ -96,6 +103,15 @@ class EncoderConfig:
 
     def replace(self, **changes) -> EncoderConfig:
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> EncoderConfig:
+        """The config `dataclasses.asdict` wrote, also from before `remat_policy` replaced the `remat`
+        bool (False: the head chunks only, as then; True: every layer too)."""
+        fields = dict(fields)
+        if "remat" in fields:
+            fields.setdefault("remat_policy", "full" if fields.pop("remat") else "head")
+        return cls(**fields)
 
     @classmethod
     def from_hf(cls, hf: dict[str, Any], **overrides) -> EncoderConfig:

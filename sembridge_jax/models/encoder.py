@@ -30,12 +30,18 @@ from sembridge_jax.models.layers import (
     param,
 )
 
-# What a rematerialised layer keeps for the backward pass (config.remat): nothing but its input.
-REMAT_POLICY = jax.checkpoint_policies.nothing_saveable
+# What a rematerialised transformer layer keeps for the backward pass, per `config.remat_policy`
+# (None: the layer is not rematerialised). Every policy but "none" also rematerialises the head's chunks.
+REMAT_LAYER_POLICY = {
+    "none": None,
+    "head": None,
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "full": jax.checkpoint_policies.nothing_saveable,
+}
 
 
 def remat_compiler_options(platform: str) -> dict[str, str]:
-    """XLA options that make `jax.checkpoint` / `config.remat` save memory when compiling for `platform`.
+    """XLA options that make `jax.checkpoint` / `config.remat_policy` save memory when compiling for `platform`.
 
     XLA:CPU expands (drops) the optimisation barriers that `jax.checkpoint` puts around a
     recomputation before it runs common-subexpression elimination, which then merges the backward
@@ -116,10 +122,11 @@ class MaskedLMEncoder(nnx.Module):
         def run(layer, x, bias):
             return layer(x, bias)
 
-        if self.config.remat:
-            # Keep each layer's input only; the backward pass recomputes the layer. Effective on CPU
-            # only when compiled with `remat_compiler_options` (see there).
-            run = nnx.remat(run, policy=REMAT_POLICY)
+        policy = REMAT_LAYER_POLICY[self.config.remat_policy]
+        if policy is not None:
+            # The backward pass recomputes the layer from what the policy kept. Effective on CPU only
+            # when compiled with `remat_compiler_options` (see there).
+            run = nnx.remat(run, policy=policy)
         for layer in self.layers:
             x = run(layer, x, bias)
         return x
@@ -156,7 +163,7 @@ class MaskedLMEncoder(nnx.Module):
             h, attention_mask, W, b,
             pooling=pooling or self.config.splade_pooling,
             chunk_size=self.config.splade_chunk_size if chunk_size is None else chunk_size,
-            top_k=top_k,
+            top_k=top_k, remat=self.config.remat_policy != "none",
         )
 
     def embed(self, input_ids, attention_mask, token_type_ids=None, *, pooling="mean", normalize=True) -> jax.Array:

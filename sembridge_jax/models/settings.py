@@ -1,7 +1,7 @@
 """Config section `model`: numerics, SPLADE head and input lengths of the encoder being trained."""
 from __future__ import annotations
 
-from sembridge_jax.models.config import DTYPES
+from sembridge_jax.models.config import DTYPES, REMAT_POLICIES
 from sembridge_jax.models.heads import POOLINGS
 from sembridge_jax.schema import Field, Section
 
@@ -9,7 +9,8 @@ MODEL = Section({
     "dtype": Field("float32", "compute dtype (parameters stay float32)", choices=DTYPES),
     "splade_pooling": Field("max", "'max' (SPLADE-max) | 'sum' (SPLADE v1)", choices=POOLINGS),
     "splade_chunk_size": Field(0, "sequence chunk for the [L, V] logits; 0 = no chunking", ge=0),
-    "remat": Field(False, "rematerialise transformer layers (memory for compute)"),
+    "remat_policy": Field("head", "what the backward pass recomputes (memory for compute): nothing, the head's "
+                          "chunks, + each layer but its matmuls, + each whole layer", choices=REMAT_POLICIES),
     "max_query_length": Field(64, "static query length in tokens, specials included (pad/truncate)", ge=3),
     "max_doc_length": Field(256, "static document length in tokens", ge=3),
 })

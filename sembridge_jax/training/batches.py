@@ -7,6 +7,11 @@ Process p of P takes rows [p * B / P, (p + 1) * B / P) of each global batch, so 
 partition the global batch. The iterator position is `{"epoch": e, "index": k}`: save it with
 the checkpoint and `restore` it to continue with exactly the next batch.
 
+`Prefetcher` moves tokenisation and placement on the devices off the training loop's critical
+path: one background thread calls `next_batch()` in order (so the order is unchanged) and puts
+each batch on the mesh while the devices run earlier steps; its `state()` is the position after
+the batch the loop last TOOK, not after the ones read ahead, so a checkpoint resumes exactly.
+
 Batch arrays (numpy, host side; the trainer puts them on devices):
   query_input_ids / query_attention_mask / query_token_type_ids  int32 [b, Lq]
   doc_input_ids / doc_attention_mask / doc_token_type_ids        int32 [b, 1 + H, Ld]
@@ -17,7 +22,9 @@ and for the cross-lingual term (parallel pairs, queries length):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -168,3 +175,89 @@ class TrainData:
         self.order.restore(state["train"])
         if self.pair_order is not None and "parallel" in state:
             self.pair_order.restore(state["parallel"])
+
+
+class _Failed:
+    """A producer exception, handed to the consumer in order."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+class Prefetcher:
+    """Batches of ``data`` made and placed ahead of use by a background thread (a context manager).
+
+    ``data`` offers ``next_batch()``, ``state()`` and ``restore()`` (`TrainData`); ``place`` turns a
+    host batch into device arrays (e.g. `sharding.global_batch` with the batch sharding). Up to
+    ``depth`` placed batches wait in a queue while the thread prepares the next one, so the
+    devices never wait for tokenisation or a host-to-device copy (``depth`` 2 = double buffering).
+    ``depth`` 0 makes every batch in the caller's thread when asked (no thread, no read-ahead).
+
+    ``next()`` returns the next placed batch; ``state()`` the data position after the last batch
+    ``next()`` returned, which is what a checkpoint of the step that consumed it must record. An
+    exception raised by ``data`` or ``place`` surfaces from the ``next()`` call that reaches it.
+    """
+
+    def __init__(self, data, place: Callable[[Mapping[str, np.ndarray]], Any], depth: int = 2):
+        if depth < 0:
+            raise ValueError(f"prefetch depth must be >= 0, got {depth}")
+        self.data, self.place, self.depth = data, place, depth
+        self._state = data.state()  # before the first batch: where the data stands now
+        self._queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self) -> Prefetcher:
+        if self.depth:
+            self._thread = threading.Thread(target=self._produce, name="sembridge-prefetch", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _put(self, item) -> bool:
+        """Queue ``item`` unless asked to stop first; False when stopping."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = self.place(self.data.next_batch())
+                if not self._put((batch, self.data.state())):
+                    return
+        except BaseException as e:  # re-raised in the consumer's thread
+            self._put(_Failed(e))
+
+    def next(self):
+        if self._thread is None:
+            if self.depth:
+                raise RuntimeError("Prefetcher.next() outside its `with` block")
+            batch = self.place(self.data.next_batch())
+            self._state = self.data.state()
+            return batch
+        item = self._queue.get()
+        if isinstance(item, _Failed):
+            raise item.error
+        batch, self._state = item
+        return batch
+
+    def state(self) -> dict[str, Any]:
+        return self._state
+
+    def close(self) -> None:
+        """Stop the thread (batches read ahead are dropped; `state()` is unaffected)."""
+        self._stop.set()
+        if self._thread is not None:
+            while self._thread.is_alive():
+                try:  # unblock a producer waiting for room
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    self._thread.join(timeout=0.05)
+            self._thread = None

@@ -13,6 +13,10 @@ Decision order (``plan_distributed``, a pure function of the environment):
 Waiting across processes for host-side work uses jax's coordination service (``barrier``,
 ``run_on_main_process``), never a device collective: on CPU, gloo gives up creating a
 communicator when a process arrives more than 30 s after the others.
+
+Preemption: ``jax.distributed.initialize`` starts jax's preemption service, which takes over SIGTERM; a
+notice on any process reaches all of them and they agree on a step to stop at
+(``preemption_sync_manager``; the trainer consults it once per step).
 """
 from __future__ import annotations
 
@@ -154,6 +158,15 @@ def initialise_distributed(
         log.info("jax.distributed (%s): process %d of %d", plan.mode, plan.process_id, plan.num_processes)
     _active = plan
     return plan
+
+
+def preemption_sync_manager():
+    """jax's preemption sync manager when ``jax.distributed`` is initialised (it then owns SIGTERM), else None.
+
+    ``reached_sync_point(n)``, called by every process with the same increasing ``n``, returns True on
+    all of them at the same ``n`` after a SIGTERM reached any one (the largest ``n`` any process had
+    passed when the notice arrived, plus one); see ``multihost_utils.reached_preemption_sync_point``."""
+    return jax_distributed.global_state.preemption_sync_manager
 
 
 def is_main_process() -> bool:

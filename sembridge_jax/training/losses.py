@@ -16,6 +16,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from sembridge_jax.models.heads import dense_pool
+
 # (lambda_q, lambda_d, FLOPS warmup steps); None = one third of training (sentence-transformers'
 # SpladeRegularizerWeightSchedulerCallback default warmup_ratio).
 PRESETS = {
@@ -114,6 +116,65 @@ def xling_js(q_src: jax.Array, q_tgt: jax.Array, d: jax.Array, scale: float = 1.
     """
     docs = _f32(d).reshape(-1, d.shape[-1])
     return jnp.mean(js_divergence(scale * _f32(q_src) @ docs.T, scale * _f32(q_tgt) @ docs.T))
+
+
+# Alignment stage (`align`): the target model's view of a target sentence against the frozen English
+# source model's (the teacher's) view of its English parallel. The teacher side never gets a gradient.
+
+
+def hidden_mse(student_hidden: jax.Array, student_mask: jax.Array, teacher_hidden: jax.Array,
+               teacher_mask: jax.Array) -> jax.Array:
+    """mean_{b, j} (pool(student)_bj - pool(teacher)_bj)^2 with pool the masked mean over tokens.
+
+    student_hidden [B, Ls, d] / teacher_hidden [B, Lt, d] with their [B, L] masks: the two sides
+    are different tokenisations of parallel sentences, so only sentence-level (pooled) vectors
+    can be compared.
+    """
+    (b_s, *_, d_s), (b_t, *_, d_t) = student_hidden.shape, teacher_hidden.shape
+    if (b_s, d_s) != (b_t, d_t):
+        raise ValueError(f"hidden_mse: student {student_hidden.shape} and teacher {teacher_hidden.shape} "
+                         "need the same batch size and hidden size")
+    s = dense_pool(student_hidden, student_mask, pooling="mean", normalize=False)
+    t = jax.lax.stop_gradient(dense_pool(teacher_hidden, teacher_mask, pooling="mean", normalize=False))
+    return jnp.mean((s - t) ** 2)
+
+
+def sparse_mse(student_vec: jax.Array, teacher_vec: jax.Array) -> jax.Array:
+    """MILCO's sparsity-aware MSE: the mean of (s - t)^2 over the entries where s > 0 or t > 0.
+
+    loss = sum_{b,v} m_bv (s_bv - t_bv)^2 / max(1, sum_{b,v} m_bv),  m = (s > 0) | (t > 0), over
+    the whole batch [B, V] (0 when no entry is active). This is `compute_alignment_loss` of
+    thongnt99/milco, milco/model/milco.py (commit cfa602d): F.mse_loss(s[m], t[m]). The entries
+    where both vectors are zero (almost all of the vocabulary) would otherwise swamp the mean.
+    """
+    s, t = _f32(student_vec), jax.lax.stop_gradient(_f32(teacher_vec))
+    if s.shape != t.shape:
+        raise ValueError(f"sparse_mse: student {s.shape} and teacher {t.shape} differ")
+    m = ((s > 0) | (t > 0)).astype(jnp.float32)
+    return jnp.sum(m * (s - t) ** 2) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def map_to_target_vocab(teacher_vec: jax.Array, copy_src, rows, cols, weights, target_size: int) -> jax.Array:
+    """Teacher vectors [B, V_s] (source vocabulary) -> [B, V_t] (target vocabulary) through an alignment.
+
+    out[:, t] = teacher[:, copy_src[t]] for a copied token (copy_src[t] >= 0), else
+    sum_i w_ti teacher[:, i] over the alignment's (rows, cols, weights) entries of t (bridge/alignment.py),
+    0 for a token without entries. A weighted sum rather than a max: a new token's vocabulary row and
+    bias were initialised as the same convex combination of source rows, so at init its logit is
+    exactly this combination of the source logits; the map is linear (a fixed sparse [V_s, V_t]
+    matrix, here a gather + segment sum over its nnz entries, never dense) and keeps the scale. A max
+    would give a token the full weight of any one constituent, however small its share.
+    """
+    t = jax.lax.stop_gradient(_f32(teacher_vec))
+    copy_src = jnp.asarray(copy_src, jnp.int32)
+    if copy_src.shape != (target_size,):
+        raise ValueError(f"map_to_target_vocab: copy_src has shape {copy_src.shape}, "
+                         f"expected ({target_size},)")
+    copied = jnp.where(copy_src >= 0, jnp.take(t, jnp.maximum(copy_src, 0), axis=-1), 0.0)
+    contrib = jnp.take(t, jnp.asarray(cols, jnp.int32), axis=-1) * _f32(weights)  # [B, nnz]
+    new = jax.ops.segment_sum(contrib.T, jnp.asarray(rows, jnp.int32), num_segments=target_size,
+                              indices_are_sorted=True).T
+    return copied + new
 
 
 def active_terms(w: jax.Array) -> jax.Array:

@@ -1,4 +1,5 @@
-"""Run observability: metrics as JSONL + TensorBoard events, a PNG of the curves, a progress bar.
+"""Run observability: metrics as JSONL + TensorBoard events, a PNG of the curves, a progress bar,
+the train-step metrics kept on the devices between log steps, and a profiler trace of a window of steps.
 
 Only process 0 writes. On resume, JSONL records past the restored step are dropped first, so a
 run killed between checkpoints does not leave duplicated steps in its curves. The workdir may be
@@ -8,24 +9,33 @@ events are written to a local folder whose event file is uploaded after every wr
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
+import logging
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 from etils import epath
 from tqdm.auto import tqdm
 
 from sembridge_jax.storage import as_path, copy_tree, is_remote
 
+log = logging.getLogger(__name__)
+
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 PLOT_FILE = "training_curves.png"
+PROFILE_DIR = "profile"
+# A step whose value of one of these is NaN/inf stops the run (trainer.check_finite).
+GUARDED = ("loss", "grad_norm")
 # Curves drawn by plot_curves, when present in the metrics.
-PLOTTED = ("loss", "rank_loss", "flops_q", "flops_d", "active_q", "active_d", "lambda_q", "learning_rate")
+PLOTTED = ("loss", "ranking", "accuracy", "flops_q", "flops_d", "active_q", "active_d", "lambda_q", "distill",
+           "xling_js", "grad_norm", "learning_rate")
 
 
 class MetricsWriter:
@@ -141,3 +151,111 @@ def bar_postfix(metrics: Mapping[str, float]) -> dict[str, str]:
     """The short summary shown on the bar: loss, FLOPS weight, average active dims of q/d."""
     names = {"loss": "loss", "lambda_q": "λq", "active_q": "act_q", "active_d": "act_d"}
     return {short: f"{metrics[k]:.4g}" for k, short in names.items() if k in metrics}
+
+
+# ----------------------------------------------------------------------------- metrics on the devices
+
+
+def _first_bad(metrics, step, bad):
+    """``step`` if no earlier step was bad (``bad`` 0) and a guarded metric of this one is NaN/inf."""
+    finite = jnp.all(jnp.stack([jnp.isfinite(metrics[k]) for k in GUARDED if k in metrics] or [jnp.bool_(True)]))
+    return jnp.where((bad == 0) & ~finite, step, bad)
+
+
+@jax.jit
+def _start(metrics, step):
+    return {"sum": metrics, "bad": _first_bad(metrics, step, jnp.zeros_like(step))}
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _add(acc, metrics, step):
+    return {"sum": jax.tree.map(jnp.add, acc["sum"], metrics), "bad": _first_bad(metrics, step, acc["bad"])}
+
+
+class StepMetrics:
+    """The train step's scalar metrics summed on the devices, fetched only when asked.
+
+    ``add`` queues a tiny jitted update per step (no transfer, no wait), so the host never waits
+    for the devices between fetches. ``fetch()`` (one device-to-host copy) returns the means over
+    the steps added since the last ``reset()`` and the first of those steps whose loss or gradient
+    norm was NaN/inf (0 when none): a bad step is never hidden by a later fetch, and the sums
+    themselves turn NaN/inf with it.
+    """
+
+    def __init__(self):
+        self._acc, self._count = None, 0
+
+    def add(self, metrics: Mapping[str, jax.Array], step: jax.Array) -> None:
+        """``step``: the device scalar numbering the step these metrics belong to (1-based)."""
+        self._acc = _start(dict(metrics), step) if self._acc is None else _add(self._acc, dict(metrics), step)
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def fetch(self) -> tuple[dict[str, float], int]:
+        """(means since the last reset, first non-finite step or 0); ({}, 0) when nothing was added."""
+        if self._acc is None:
+            return {}, 0
+        acc = jax.device_get(self._acc)
+        return {k: float(v) / self._count for k, v in acc["sum"].items()}, int(acc["bad"])
+
+    def reset(self) -> None:
+        self._acc, self._count = None, 0
+
+
+# ----------------------------------------------------------------------------- profiler trace
+
+
+def check_profile_steps(steps) -> str | None:
+    """The `train.profile_steps` check: () or (start, stop) with 0 <= start < stop."""
+    if tuple(steps) == ():
+        return None
+    if (len(steps) != 2 or any(isinstance(s, bool) or not isinstance(s, int) for s in steps)
+            or not 0 <= steps[0] < steps[1]):
+        return f"must be () (off) or (start, stop) with 0 <= start < stop, got {tuple(steps)!r}"
+    return None
+
+
+class ProfileWindow:
+    """A JAX profiler trace of the train steps ``start + 1 .. stop`` into ``<workdir>/profile/``.
+
+    ``at(step, state)`` is called whenever ``step`` steps are done and the next is about to be
+    dispatched: the trace starts at ``start`` and stops at ``stop`` once the devices have finished
+    those steps (``state`` is waited for). The trace holds the TensorBoard profile plugin's files
+    (``plugins/profile/<run>/*.xplane.pb``) and a Perfetto trace (``perfetto_trace.json.gz``);
+    docs/scaling.md says how to view them. Only process 0 traces. A remote workdir gets the files
+    copied once the trace stops. ``()`` (or a window the run resumed past) traces nothing.
+    """
+
+    def __init__(self, workdir: str | os.PathLike, steps: Sequence[int] = ()):
+        self.dest = as_path(workdir) / PROFILE_DIR
+        self.window = tuple(steps) if jax.process_index() == 0 else ()
+        self._staging = None
+        self._active = False
+
+    def at(self, step: int, state) -> None:
+        if not self.window:
+            return
+        start, stop = self.window
+        if step == start and not self._active:
+            self._staging = tempfile.TemporaryDirectory(prefix="sembridge-profile-") if is_remote(self.dest) else None
+            local = self._staging.name if self._staging else str(self.dest)
+            jax.profiler.start_trace(local, create_perfetto_trace=True)
+            self._active = True
+        elif step == stop and self._active:
+            self.close(state)
+
+    def close(self, state=None) -> None:
+        """Stop a running trace (after the devices finished ``state``); a no-op otherwise."""
+        if not self._active:
+            return
+        if state is not None:
+            jax.block_until_ready(state)
+        jax.profiler.stop_trace()
+        self._active = False
+        if self._staging is not None:
+            copy_tree(epath.Path(self._staging.name), self.dest)
+            self._staging.cleanup()
+            self._staging = None
+        log.info("profiler trace of steps %d..%d in %s", self.window[0] + 1, self.window[1], self.dest)

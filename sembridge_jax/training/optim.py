@@ -1,4 +1,5 @@
-"""The optimiser: AdamW with warmup + decay, global-norm clipping and frozen-parameter masks.
+"""The optimiser: AdamW with warmup + decay, global-norm clipping, frozen-parameter masks and weight
+decay by parameter role (`decays`).
 
 Parameters are a flat ``{path: array}`` dict (paths joined with "."), so masks are plain dicts.
 Gradient accumulation is not an optax wrapper here: the train step scans over micro-batches
@@ -6,7 +7,7 @@ Gradient accumulation is not an optax wrapper here: the train step scans over mi
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import optax
 
@@ -49,9 +50,24 @@ def trainable_mask(
     raise ValueError(f"train.trainable must be 'all' or 'vocab', got {trainable!r}")
 
 
-def weight_decay_mask(shapes: Mapping[str, Sequence[int]]) -> dict[str, bool]:
-    """Decay matrices only: biases and LayerNorm scales/offsets (rank 1) are not decayed."""
-    return {k: len(s) > 1 for k, s in shapes.items()}
+def decays(path: str) -> bool:
+    """Whether the parameter at ``path`` ("layers.0.attention.query_bias") takes weight decay, by its
+    role: the recipe of the Hugging Face / sentence-transformers Trainer (``get_decay_parameter_names``:
+    every parameter except biases and normalisation layers), whatever the tensor's rank.
+
+    No decay: biases of any rank (``bias``, ``*_bias``: the [heads, head_dim] q/k/v biases, the MLM
+    output bias over the vocabulary) and the LayerNorm scales and offsets (modules named ``norm`` or
+    ``*_norm``). Decay: every other weight, embeddings (word, position, token type) and the untied
+    MLM decoder included, as that recipe does."""
+    *module, name = path.split(".")
+    is_bias = name == "bias" or name.endswith("_bias")
+    in_norm = bool(module) and (module[-1] == "norm" or module[-1].endswith("_norm"))
+    return not (is_bias or in_norm)
+
+
+def weight_decay_mask(paths: Iterable[str]) -> dict[str, bool]:
+    """``{path: decays(path)}`` for the flat parameter paths (the AdamW ``mask``)."""
+    return {k: decays(k) for k in paths}
 
 
 def make_optimizer(

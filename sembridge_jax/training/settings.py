@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from sembridge_jax.schema import Field, Section, closest
 from sembridge_jax.training.losses import DISTILL, PRESETS
+from sembridge_jax.training.monitor import check_profile_steps
 from sembridge_jax.training.optim import DECAYS, TRAINABLE
 
 
@@ -41,6 +42,8 @@ def _train_rules(c):
         yield "train.grad_accum_steps", f"must divide train.batch_size={t.batch_size}, got {t.grad_accum_steps}"
     if t.warmup_steps > t.num_steps:
         yield "train.warmup_steps", f"exceeds train.num_steps={t.num_steps}"
+    if tuple(t.profile_steps) and t.profile_steps[-1] > t.num_steps:
+        yield "train.profile_steps", f"stops after train.num_steps={t.num_steps}"
 
 
 TRAIN = Section({
@@ -53,8 +56,12 @@ TRAIN = Section({
     "clip_norm": Field(1.0, "global gradient-norm clip; 0 = off", ge=0.0),
     "grad_accum_steps": Field(1, "micro-batches per step (must divide batch_size)", ge=1),
     "trainable": Field("all", "'all' | 'vocab' (only vocabulary-row tensors)", choices=TRAINABLE),
-    "log_every": Field(10, "write metrics every N steps", ge=1),
+    "log_every": Field(10, "write metrics (means since the last write) every N steps", ge=1),
     "eval_every": Field(0, "evaluate on data.dev every N steps; 0 = only at the end", ge=0),
+    "prefetch": Field(2, "batches tokenised and placed on the devices ahead by a background thread; 0 = inline",
+                      ge=0),
+    "profile_steps": Field((), "(start, stop): JAX profiler trace of steps start+1..stop into <workdir>/profile; "
+                           "() = off", type=tuple, check=check_profile_steps),
 }, rules=(_train_rules,))
 
 

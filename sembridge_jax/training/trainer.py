@@ -31,8 +31,17 @@ from sembridge_jax.models.encoder import remat_compiler_options
 from sembridge_jax.models.state import ParamLayout, merge_model, split_model
 from sembridge_jax.storage import as_path
 from sembridge_jax.training import losses, optim, sharding
+from sembridge_jax.training.batches import Prefetcher
 from sembridge_jax.training.checkpoint import Checkpointer
-from sembridge_jax.training.monitor import MetricsWriter, bar_postfix, plot_curves, progress_bar
+from sembridge_jax.training.distributed import preemption_sync_manager
+from sembridge_jax.training.monitor import (
+    MetricsWriter,
+    ProfileWindow,
+    StepMetrics,
+    bar_postfix,
+    plot_curves,
+    progress_bar,
+)
 
 log = logging.getLogger(__name__)
 
@@ -197,14 +206,21 @@ def micro_batches(batch: Mapping[str, np.ndarray], grad_accum_steps: int) -> dic
 
 
 class PreemptionFlag:
-    """Set by SIGTERM (TPU preemption notice, ``kill``); the loop saves and stops at the next step."""
+    """SIGTERM (TPU preemption notice, ``kill``): ``reached(step)`` turns True after a step at which the loop
+    saves and stops. Under ``jax.distributed`` jax's preemption service owns SIGTERM and every process gets
+    True at the same step, whichever process was signalled (the largest step any process had passed when
+    the notice arrived, plus one); a plain single process uses its own handler. Every process calls
+    ``reached(step)`` after every step; the counter is the training step, the value Orbax's
+    CheckpointManager also passes to the service when it saves."""
 
     def __init__(self):
         self._event = threading.Event()
         self._previous = None
+        self._sync = None
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        self._sync = preemption_sync_manager()
+        if self._sync is None and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, lambda *_: self._event.set())
         return self
 
@@ -212,8 +228,13 @@ class PreemptionFlag:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
 
-    def __bool__(self) -> bool:
+    def reached(self, step: int) -> bool:
+        if self._sync is not None:
+            return self._sync.reached_sync_point(step)
         return self._event.is_set()
+
+    def __bool__(self):  # the old `if preempted:` would now always be true: fail loudly instead
+        raise TypeError("ask PreemptionFlag.reached(step) once per step")
 
 
 def check_finite(step: int, metrics: Mapping[str, float]) -> None:
@@ -254,10 +275,16 @@ def fit(
     checkpoint (parameters, optimiser state, step, data position; the RNG is the seed, stored).
 
     ``data`` offers ``next_batch() -> {name: np.ndarray}`` (this process's rows), ``state()`` and
-    ``restore(state)`` (``training.data.TrainData``). ``evaluate(model) -> {metric: value}`` runs
-    every ``train.eval_every`` steps (0 = never here). Checkpoints every ``checkpoint.every_steps``
-    and at the end; on SIGTERM saves at once and returns with status "preempted". A NaN/inf loss or
-    gradient raises ``FloatingPointError`` without saving, leaving the last good checkpoint newest.
+    ``restore(state)`` (``training.batches.TrainData``); a background thread makes and places its
+    batches ``train.prefetch`` steps ahead (``batches.Prefetcher``). ``evaluate(model) -> {metric: value}``
+    runs every ``train.eval_every`` steps (0 = never here). Checkpoints every ``checkpoint.every_steps``
+    and at the end; on SIGTERM saves at once and returns with status "preempted".
+
+    The host waits for the devices only at log, evaluation and save steps: the metrics stay on the
+    devices in between (``monitor.StepMetrics``), and ``metrics.jsonl`` gets their means over the
+    steps since the previous log step. A NaN/inf loss or gradient norm at any step raises
+    ``FloatingPointError`` (naming that step) at the next of those steps, before anything is
+    saved, leaving the last good checkpoint newest. ``train.profile_steps`` traces a window of steps.
     """
     workdir = as_path(workdir)
     tcfg = config.train
@@ -285,30 +312,45 @@ def fit(
         log.info("resumed from %s step %d", ckpt.directory, start)
     del params  # the state owns (donated) copies from here on
     writer = MetricsWriter(workdir, resume_step=start)
+    meter, profile = StepMetrics(), ProfileWindow(workdir, tcfg.profile_steps)
+    place = lambda batch: sharded.put_batch(micro_batches(batch, tcfg.grad_accum_steps))
     step, status = start, "done"
     try:
-        with PreemptionFlag() as preempted, progress_bar(tcfg.num_steps, start, desc) as bar:
+        with PreemptionFlag() as preempted, progress_bar(tcfg.num_steps, start, desc) as bar, \
+                Prefetcher(data, place, tcfg.prefetch) as batches:
             while step < tcfg.num_steps:
-                batch = sharded.put_batch(micro_batches(data.next_batch(), tcfg.grad_accum_steps))
-                state, metrics = sharded.step(state, batch)
+                profile.at(step, state)
+                # Only queued on the devices: no host sync in the step itself.
+                state, metrics = sharded.step(state, batches.next())
+                meter.add(metrics, state["step"])
                 step += 1
-                # One host sync per step: the NaN guard must see this step before anything is saved.
-                last = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                check_finite(step, last)
                 bar.update(1)
-                bar.set_postfix(bar_postfix(last), refresh=False)
-                if step % tcfg.log_every == 0 or step == tcfg.num_steps:
+                stop = preempted.reached(step)
+                final = step == tcfg.num_steps or stop
+                log_now = final or step % tcfg.log_every == 0
+                eval_now = evaluate is not None and tcfg.eval_every and step % tcfg.eval_every == 0
+                save_now = final or step % config.checkpoint.every_steps == 0
+                if log_now or eval_now or save_now:
+                    # The only host sync: the NaN guard sees every step since the previous one
+                    # before anything is written, evaluated or saved.
+                    last, bad_step = meter.fetch()
+                    check_finite(bad_step or step, last)
+                if log_now:
                     writer.write(step, last)
-                if evaluate is not None and tcfg.eval_every and step % tcfg.eval_every == 0:
+                    bar.set_postfix(bar_postfix(last), refresh=False)
+                    meter.reset()
+                if eval_now:
                     writer.write(step, evaluate(merge_model(layout, state["params"])), prefix="dev/")
-                final = step == tcfg.num_steps or bool(preempted)
-                meta = {"loss": last["loss"], "seed": config.seed, "metrics": last}
-                ckpt.save(step, state, data.state(), meta, force=final)
-                if preempted:
+                if save_now:
+                    meta = {"loss": last["loss"], "seed": config.seed, "metrics": last}
+                    ckpt.save(step, state, batches.state(), meta, force=True)
+                if stop:
                     status = "preempted"
                     log.warning("SIGTERM: saved step %d to %s; rerun the same command to resume", step, ckpt.directory)
                     break
+            profile.at(step, state)
     finally:
+        profile.close()
         ckpt.close()  # waits for pending (good) saves; a failed step never reached save()
         writer.close()
     plot_curves(workdir)
