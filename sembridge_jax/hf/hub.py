@@ -13,6 +13,15 @@ HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "1_SpladePooling/
 BIN_PATTERNS = ["pytorch_model.bin"]
 
 
+def hub_snapshot(repo_id: str) -> Path:
+    """The local snapshot of a hub model repo holding only what a model folder needs (HUB_PATTERNS; the
+    .bin weights only when the repo has no safetensors)."""
+    path = Path(snapshot_download(repo_id=repo_id, allow_patterns=HUB_PATTERNS))
+    if not any(path.rglob("*.safetensors")):
+        path = Path(snapshot_download(repo_id=repo_id, allow_patterns=BIN_PATTERNS))
+    return path
+
+
 def resolve_model_dir(path_or_id: str | Path) -> Path:
     """A local folder holding the model: `path_or_id` itself if it is a folder, else a hub snapshot.
 
@@ -25,9 +34,7 @@ def resolve_model_dir(path_or_id: str | Path) -> Path:
         text = str(path_or_id)
         if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
             raise FileNotFoundError(f"model folder {text!r} does not exist (nor is it a hub id 'owner/name')")
-        path = Path(snapshot_download(repo_id=text, allow_patterns=HUB_PATTERNS))
-        if not any(path.rglob("*.safetensors")):
-            path = Path(snapshot_download(repo_id=text, allow_patterns=BIN_PATTERNS))
+        path = hub_snapshot(text)
     if not (path / "config.json").is_file() and (path / "modules.json").is_file():
         modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
         sub = path / modules[0].get("path", "")
