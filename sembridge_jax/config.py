@@ -30,6 +30,7 @@ from sembridge_jax.bridge.settings import BRIDGE, INIT
 from sembridge_jax.data.settings import DATA
 from sembridge_jax.evaluation.settings import EVAL
 from sembridge_jax.export.settings import EXPORT
+from sembridge_jax.hf.tokenizer import check_tokenizer_location
 from sembridge_jax.models.settings import MODEL
 from sembridge_jax.schema import ConfigError, Field, Section
 from sembridge_jax.storage import location_problem
@@ -42,7 +43,7 @@ SCHEMA = Section({
     "source": Field("", "English sparse model: local HF folder or hub id (naver/splade-v3)", path="input_or_hub",
                     required=True),
     "target_tokenizer": Field("", "target-language tokenizer: local folder or hub id", path="input_or_hub",
-                              required=True),
+                              required=True, check=check_tokenizer_location),
     "bridge": BRIDGE,
     "init": INIT,
     "model": MODEL,

@@ -5,12 +5,29 @@ import json
 from pathlib import Path
 
 from huggingface_hub import snapshot_download
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 # What a model folder needs: weights, config, tokenizer and the sentence-transformers module files.
 # Repos often carry the same weights twice (naver/splade-v3, BAAI/bge-m3: model.safetensors and
 # pytorch_model.bin); the .bin is fetched only when there are no safetensors (BIN_PATTERNS).
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "1_SpladePooling/*"]
 BIN_PATTERNS = ["pytorch_model.bin"]
+
+
+def local_folder(path_or_id: str | Path) -> Path | None:
+    """The local folder `path_or_id` names, None for a hub id ('owner/name' or 'name'); anything else (a
+    missing path, a file, an invalid repo id) is a FileNotFoundError naming it."""
+    path = Path(path_or_id).expanduser()
+    if path.is_dir():
+        return path
+    text = str(path_or_id)
+    if not (path.exists() or text.startswith((".", "/", "~"))):
+        try:
+            validate_repo_id(text)
+            return None
+        except HFValidationError:
+            pass
+    raise FileNotFoundError(f"no such model folder or hub repo: {text!r}")
 
 
 def resolve_model_dir(path_or_id: str | Path) -> Path:
@@ -20,11 +37,9 @@ def resolve_model_dir(path_or_id: str | Path) -> Path:
     local cache). A folder written by sentence-transformers whose transformer sits in a sub-folder
     (modules.json) resolves to that sub-folder.
     """
-    path = Path(path_or_id).expanduser()
-    if not path.is_dir():
+    path = local_folder(path_or_id)
+    if path is None:
         text = str(path_or_id)
-        if path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
-            raise FileNotFoundError(f"model folder {text!r} does not exist (nor is it a hub id 'owner/name')")
         path = Path(snapshot_download(repo_id=text, allow_patterns=HUB_PATTERNS))
         if not any(path.rglob("*.safetensors")):
             path = Path(snapshot_download(repo_id=text, allow_patterns=BIN_PATTERNS))

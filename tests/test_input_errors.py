@@ -1,0 +1,139 @@
+"""Bad inputs fail early with an error naming the folder, file:line or config key (issue 15): tokenizers and
+models checked on load, limits checked at config time, evaluation sets and data records checked on read.
+The CLI-visible cases run the real CLIs in a subprocess on tiny data."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tiny_models import make_hf_folder
+from train_tiny import NUM_WORDS, SPECIALS, tiny_beir, tiny_dataset
+
+from sembridge_jax.hf.load import load_pretrained
+from sembridge_jax.hf.tokenizer import load_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(args, cwd=REPO, timeout=300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+def _failed(proc, *needles):
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("model") / "m"
+    make_hf_folder(folder, "bert", seed=3)
+    return folder
+
+
+def _copy(src: Path, dst: Path, drop=()) -> Path:
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.is_file() and f.name not in drop:
+            (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def _bert_tokenizer(folder: Path, words) -> Path:
+    from transformers import BertTokenizer
+
+    BertTokenizer(vocab={w: i for i, w in enumerate(words)}).save_pretrained(str(folder))
+    return folder
+
+
+# ----------------------------------------------------------------------------- 1. tokenizers and models
+
+
+def test_tokenizer_folder_without_vocabulary(model, tmp_path):
+    folder = _copy(model, tmp_path / "tok", drop=("vocab.txt", "tokenizer.json"))
+    with pytest.raises(FileNotFoundError, match=rf"{folder}: no tokenizer vocabulary"):
+        load_tokenizer(folder)
+    with pytest.raises(FileNotFoundError, match=rf"{folder}: no tokenizer vocabulary"):
+        load_pretrained(folder)
+
+
+def test_tokenizer_without_special_tokens(tmp_path):
+    folder = _bert_tokenizer(tmp_path / "tok", SPECIALS + ["hello", "world"])
+    settings = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**settings, "mask_token": None}))
+    with pytest.raises(ValueError, match=r"tok: tokenizer lacks the special tokens mask_token \(None\)"):
+        load_tokenizer(folder)
+    only_specials = _bert_tokenizer(tmp_path / "specials", SPECIALS)
+    with pytest.raises(ValueError, match="holds only its 5 special tokens"):
+        load_tokenizer(only_specials)
+
+
+def test_tokenizer_larger_than_the_model(model, tmp_path):
+    folder = _copy(model, tmp_path / "m", drop=("tokenizer.json",))
+    words = (folder / "vocab.txt").read_text().split()
+    (folder / "vocab.txt").write_text("\n".join(words + [f"x{i}" for i in range(1000)]) + "\n")
+    with pytest.raises(ValueError, match=rf"{folder}: the tokenizer has 10\d\d tokens but the model only 1000 "
+                                         r"vocabulary rows"):
+        load_pretrained(folder)
+
+
+def test_truncated_safetensors(model, tmp_path):
+    folder = _copy(model, tmp_path / "m")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ValueError, match=rf"{weights}: unreadable weights .*truncated or corrupt"):
+        load_pretrained(folder)
+
+
+def test_missing_model_folder_is_not_called_a_bad_repo_id(tmp_path):
+    for bad in ("/nonexistent", "./nope", "a/b/c", "bad name"):
+        with pytest.raises(FileNotFoundError, match=f"no such model folder or hub repo: '{bad}'"):
+            load_pretrained(bad)
+        with pytest.raises(FileNotFoundError, match=f"no such model folder or hub repo: '{bad}'"):
+            load_tokenizer(bad)
+
+
+@pytest.mark.slow
+def test_bridge_build_cli_names_a_missing_source(model, tmp_path):
+    proc = _cli(["-m", "sembridge_jax.bridge", "build", "--source", "/nonexistent", "--target-tokenizer",
+                 str(model), "--method", "random", "--out", str(tmp_path / "out")])
+    _failed(proc, "no such model folder or hub repo: '/nonexistent'")
+    assert "alphanumeric" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_cli_refuses_a_model_without_vocabulary(model, tmp_path):
+    folder = _copy(model, tmp_path / "novocab", drop=("vocab.txt", "tokenizer.json"))
+    proc = _cli(["evaluate.py", "--model", str(folder), "--beir", str(tiny_beir(tmp_path / "beir")),
+                 "--out", str(tmp_path / "out"), "--measures", "nDCG@10", "--depth", "10"])
+    _failed(proc, f"{folder}: no tokenizer vocabulary")
+
+
+def _train_config(tmp_path: Path, **settings) -> Path:
+    """A tiny train.py config; `settings` are extra `c.<key> = <repr(value)>` lines."""
+    source = tmp_path / "source"
+    if not source.exists():
+        _bert_tokenizer(source, SPECIALS + [f"w{i}" for i in range(NUM_WORDS)])
+    data = tiny_dataset(tmp_path / "train.jsonl", n=16)
+    lines = [f"c.{k} = {v!r}" for k, v in {
+        "workdir": str(tmp_path / "work"), "source": str(source), "target_tokenizer": str(source),
+        "data.train.path": str(data), "model.max_query_length": 8, "model.max_doc_length": 16,
+        **settings}.items()]
+    cfg = tmp_path / "cfg.py"
+    cfg.write_text("from sembridge_jax.config import default_config\n\n\ndef get_config():\n"
+                   "    c = default_config()\n" + "".join(f"    {line}\n" for line in lines) + "    return c\n")
+    return cfg
+
+
+@pytest.mark.slow
+def test_train_cli_refuses_a_target_tokenizer_without_vocabulary(tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer"}))
+    proc = _cli(["train.py", "--config", str(_train_config(tmp_path, target_tokenizer=str(target)))])
+    _failed(proc, "target_tokenizer", f"{target} holds none of tokenizer.json")
+    assert not (tmp_path / "work" / "checkpoints").exists()
