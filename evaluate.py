@@ -210,6 +210,7 @@ def main(argv=None) -> list[dict]:
         args = parser.parse_args(argv)
     out = str(args.out or (as_path(config.workdir) / "eval" if config is not None else "eval_out"))
     args.cache = args.cache or str(as_path(out) / "cache")
+    make_settings(args, config)  # an unknown measure or a depth below a cutoff fails before any loading
     datasets = load_datasets(args, config)
     models = load_models(args, config)
     if not models and not args.bm25:

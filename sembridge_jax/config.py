@@ -30,11 +30,23 @@ from sembridge_jax.bridge.settings import BRIDGE, INIT
 from sembridge_jax.data.settings import DATA
 from sembridge_jax.evaluation.settings import EVAL
 from sembridge_jax.export.settings import EXPORT
+from sembridge_jax.hf.load import max_tokens_of
 from sembridge_jax.hf.tokenizer import check_tokenizer_location
 from sembridge_jax.models.settings import MODEL
 from sembridge_jax.schema import ConfigError, Field, Section
 from sembridge_jax.storage import location_problem
 from sembridge_jax.training.settings import CHECKPOINT, LOSS, MESH, TRAIN
+
+
+def _length_rules(c):
+    """The input lengths fit the source model's position table (beyond it training gives NaN at step 1)."""
+    limit = max_tokens_of(c.source) if c.source else None
+    for key in ("model.max_query_length", "model.max_doc_length"):
+        value = schema.get(c, key)
+        if limit is not None and value > limit:
+            yield key, (f"is {value}, above the {limit} tokens the position table of the source model covers "
+                        f"({c.source}: max_position_embeddings)")
+
 
 SCHEMA = Section({
     "workdir": Field("runs/default", "checkpoints, logs, alignments, reports; a rerun resumes from here "
@@ -58,7 +70,7 @@ SCHEMA = Section({
                          choices=method_names),
     }),
     "export": EXPORT,
-})
+}, rules=(_length_rules,))
 FIELDS = dict(schema.walk(SCHEMA))
 
 

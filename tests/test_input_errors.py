@@ -137,3 +137,59 @@ def test_train_cli_refuses_a_target_tokenizer_without_vocabulary(tmp_path):
     proc = _cli(["train.py", "--config", str(_train_config(tmp_path, target_tokenizer=str(target)))])
     _failed(proc, "target_tokenizer", f"{target} holds none of tokenizer.json")
     assert not (tmp_path / "work" / "checkpoints").exists()
+
+
+# ----------------------------------------------------------------------------- 2. limits at config time
+
+
+def _source_model(tmp_path: Path) -> Path:
+    """A source folder whose config.json has 32 positions (the tiny BERT of tests/test_train_cli.py)."""
+    from transformers import BertConfig
+
+    source = tmp_path / "source"
+    _bert_tokenizer(source, SPECIALS + [f"w{i}" for i in range(NUM_WORDS)])
+    BertConfig(vocab_size=len(SPECIALS) + NUM_WORDS, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=64, max_position_embeddings=32).save_pretrained(str(source))
+    return source
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("model.max_doc_length=33", "config key 'model.max_doc_length' is 33, above the 32 tokens the position table "
+                                "of the source model covers"),
+    ("model.max_query_length=100000", "config key 'model.max_query_length' must be <= 8192, got 100000"),
+    ("eval.metrics=('nDCG@10','ndcg@10')", "config key 'eval.metrics' unknown measure 'ndcg@10'"),
+    ("eval.metrics=('Foo@10',)", "unknown measure 'Foo@10' (measure not found: Foo)"),
+])
+def test_limits_and_metrics_fail_at_config_time(tmp_path, override, needle):
+    from sembridge_jax.config import load_config
+    from sembridge_jax.schema import ConfigError
+
+    _source_model(tmp_path)
+    cfg = _train_config(tmp_path)
+    load_config(cfg, ["--config.model.max_doc_length=32"])  # the table's own size is fine
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg, [f"--config.{override}"])
+    assert needle in str(err.value) and str(cfg) in str(err.value)
+
+
+def test_a_hub_source_not_at_hand_gets_only_the_upper_bound(tmp_path):
+    from sembridge_jax.hf.load import max_tokens_of
+
+    assert max_tokens_of(_source_model(tmp_path)) == 32
+    assert max_tokens_of("someone/not-in-the-cache") is None
+
+
+@pytest.mark.slow
+def test_train_cli_refuses_a_doc_length_beyond_the_position_table(tmp_path):
+    _source_model(tmp_path)
+    proc = _cli(["train.py", "--config", str(_train_config(tmp_path)), "--config.model.max_doc_length=64"])
+    _failed(proc, "config key 'model.max_doc_length' is 64, above the 32 tokens")
+    assert not (tmp_path / "work" / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_cli_checks_measures_before_encoding(model, tmp_path):
+    proc = _cli(["evaluate.py", "--model", str(model), "--beir", str(tmp_path / "no_such_beir"),
+                 "--out", str(tmp_path / "out"), "--measures", "nDCG@10", "Foo@10", "--depth", "10"])
+    _failed(proc, "unknown measure 'Foo@10'")
+    assert "no_such_beir" not in proc.stderr  # failed before reading any benchmark

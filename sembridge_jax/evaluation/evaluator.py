@@ -12,7 +12,13 @@ from sembridge_jax.evaluation.bm25 import BM25Retriever, bm25_tokens
 from sembridge_jax.evaluation.encode import CorpusEncoder, SparseCollection
 from sembridge_jax.evaluation.inclination import inclination_metrics
 from sembridge_jax.evaluation.index import InvertedIndex
-from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES, active_dims, flops, mean_metrics
+from sembridge_jax.evaluation.metrics import (
+    DEFAULT_MEASURES,
+    active_dims,
+    flops,
+    mean_metrics,
+    measure_problem,
+)
 
 
 @dataclass
@@ -33,6 +39,9 @@ class EvalSettings:
     complete_at: tuple[int, ...] = (10, 100)
 
     def __post_init__(self):
+        problems = [p for p in map(measure_problem, self.measures) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
         cutoffs = [int(m.rsplit("@", 1)[1]) for m in self.measures if "@" in m and m.rsplit("@", 1)[1].isdigit()]
         if cutoffs and max(cutoffs) > self.depth:
             raise ValueError(f"depth {self.depth} is below the metric cutoff {max(cutoffs)} ({self.measures})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from sembridge_jax.evaluation.evaluator import EvalSettings
-from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES
+from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES, measure_problem
 from sembridge_jax.schema import Field, Section
 
 _METRIC = re.compile(r"^[A-Za-z][\w]*(@\d+)?$")
@@ -14,7 +14,8 @@ _DEFAULTS = EvalSettings()
 def _check_metrics(metrics) -> str | None:
     if not metrics or not all(isinstance(m, str) and _METRIC.match(m) for m in metrics):
         return f"must be a non-empty tuple of names like 'nDCG@10', got {metrics!r}"
-    return None
+    problems = [p for p in map(measure_problem, metrics) if p]
+    return "; ".join(problems) or None
 
 
 def _check_ks(ks) -> str | None:
@@ -44,7 +45,7 @@ EVAL = Section({
     "corpus": Field("", "hub corpus of a hub eval set ('miracl/miracl-corpus'); '' = judged passages",
                     path="input_or_hub"),
     "split": Field("dev", "qrels split"),
-    "metrics": Field(DEFAULT_MEASURES[:2], "ir-measures names", check=_check_metrics),
+    "metrics": Field(DEFAULT_MEASURES[:2], "ir-measures names (checked at config time)", check=_check_metrics),
     "k": Field(_DEFAULTS.depth, "retrieval depth per query", ge=1),
     "batch_size": Field(_DEFAULTS.batch_size, "texts per encoding batch", ge=1),
     "max_queries": Field(0, "evaluate on the first N queries; 0 = all", ge=0),

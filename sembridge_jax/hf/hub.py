@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from huggingface_hub import snapshot_download
+from huggingface_hub import snapshot_download, try_to_load_from_cache
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 # What a model folder needs: weights, config, tokenizer and the sentence-transformers module files.
@@ -43,9 +43,28 @@ def resolve_model_dir(path_or_id: str | Path) -> Path:
         path = Path(snapshot_download(repo_id=text, allow_patterns=HUB_PATTERNS))
         if not any(path.rglob("*.safetensors")):
             path = Path(snapshot_download(repo_id=text, allow_patterns=BIN_PATTERNS))
+    return transformer_folder(path)
+
+
+def transformer_folder(path: Path) -> Path:
+    """`path`, or the sub-folder holding the transformer of a sentence-transformers folder (modules.json)."""
     if not (path / "config.json").is_file() and (path / "modules.json").is_file():
         modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
         sub = path / modules[0].get("path", "")
         if (sub / "config.json").is_file():
             return sub
     return path
+
+
+def cached_config_file(path_or_id: str | Path) -> Path | None:
+    """The model's config.json without downloading anything: in the local folder, or in the hub cache for a
+    hub id; None when not at hand."""
+    try:
+        folder = local_folder(path_or_id)
+    except FileNotFoundError:
+        return None
+    if folder is not None:
+        f = transformer_folder(folder) / "config.json"
+        return f if f.is_file() else None
+    cached = try_to_load_from_cache(str(path_or_id), "config.json")
+    return Path(cached) if isinstance(cached, str) else None

@@ -8,7 +8,7 @@ import numpy as np
 from flax import nnx
 from safetensors import SafetensorError, safe_open
 
-from sembridge_jax.hf.hub import resolve_model_dir
+from sembridge_jax.hf.hub import cached_config_file, resolve_model_dir
 from sembridge_jax.hf.params import param_table, params_from_hf
 from sembridge_jax.hf.tokenizer import check_vocab_fits, load_tokenizer
 from sembridge_jax.models import EncoderConfig, MaskedLMEncoder, build_model, model_from_params
@@ -29,6 +29,18 @@ def read_config(folder: Path, **overrides) -> EncoderConfig:
         return EncoderConfig.from_hf(hf, **overrides)
     except ValueError as e:
         raise ValueError(f"{f}: {e}") from e
+
+
+def max_tokens_of(path_or_id: str | Path) -> int | None:
+    """The longest input the position table of the model at `path_or_id` covers, read from its config.json
+    when it is at hand (local folder, hub cache); None otherwise (loading the model reports a bad config)."""
+    f = cached_config_file(path_or_id)
+    if f is None:
+        return None
+    try:
+        return read_config(f.parent).max_tokens
+    except (ValueError, OSError):
+        return None
 
 
 def _to_numpy(t) -> np.ndarray:
