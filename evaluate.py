@@ -125,7 +125,8 @@ def load_datasets(args, config=None) -> list[tuple[object, bool]]:
     if args.hf:
         out.append((load_hf_retrieval(args.hf, args.hf_corpus, language=args.language, split=split), False))
     if args.mixed:
-        target, english = (load_beir(x, split) for x in args.mixed)
+        target, english = (load_beir(x, split, queries=side == args.mixed_queries)
+                           for x, side in zip(args.mixed, ("target", "english"), strict=True))
         id_map = load_id_map(args.id_map) if args.id_map else None
         out.append((build_mixed_pool(target, english, id_map=id_map, prefixes=tuple(args.prefixes),
                                      queries=args.mixed_queries), True))
@@ -134,7 +135,8 @@ def load_datasets(args, config=None) -> list[tuple[object, bool]]:
                                       corpus=config.eval.corpus), False))
     if not args.mixed and config is not None and config.eval.mixed.target:
         mixed = config.eval.mixed
-        target, english = load_beir(mixed.target, split), load_beir(mixed.english, split)
+        target = load_beir(mixed.target, split, queries=mixed.queries == "target")
+        english = load_beir(mixed.english, split, queries=mixed.queries == "english")
         id_map = load_id_map(mixed.id_map) if mixed.id_map else None
         out.append((build_mixed_pool(target, english, id_map=id_map, prefixes=tuple(args.prefixes),
                                      queries=mixed.queries), True))

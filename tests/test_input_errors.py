@@ -193,3 +193,91 @@ def test_evaluate_cli_checks_measures_before_encoding(model, tmp_path):
                  "--out", str(tmp_path / "out"), "--measures", "nDCG@10", "Foo@10", "--depth", "10"])
     _failed(proc, "unknown measure 'Foo@10'")
     assert "no_such_beir" not in proc.stderr  # failed before reading any benchmark
+
+
+# ----------------------------------------------------------------------------- 3. evaluation sets
+
+
+def _beir(folder: Path, corpus=None, queries=None, qrels=None) -> Path:
+    """A 3-document BEIR folder (split dev); `corpus` / `queries` are raw lines, `qrels` the rows after the
+    header, each replacing the default."""
+    (folder / "qrels").mkdir(parents=True)
+    corpus = corpus if corpus is not None else [json.dumps({"_id": f"d{i}", "text": f"w{i} w{i + 1}"})
+                                                for i in range(3)]
+    queries = queries if queries is not None else [json.dumps({"_id": f"q{i}", "text": f"w{i}"}) for i in range(2)]
+    qrels = qrels if qrels is not None else ["q0\td0\t1", "q1\td1\t2"]
+    (folder / "corpus.jsonl").write_text("".join(line + "\n" for line in corpus))
+    (folder / "queries.jsonl").write_text("".join(line + "\n" for line in queries))
+    (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(r + "\n" for r in qrels))
+    return folder
+
+
+def test_beir_empty_corpus_and_no_judged_query(tmp_path):
+    from sembridge_jax.data.retrieval import load_beir
+    from sembridge_jax.data.text import DataError
+
+    empty = _beir(tmp_path / "empty", corpus=[])
+    with pytest.raises(DataError, match=rf"{empty / 'corpus.jsonl'}: empty corpus"):
+        load_beir(empty)
+    unjudged = _beir(tmp_path / "unjudged", qrels=["q0\td0\t0", "q1\td1\t0"])
+    with pytest.raises(DataError, match=rf"{unjudged / 'qrels' / 'dev.tsv'}: no judged query with a relevant"):
+        load_beir(unjudged)
+    assert set(load_beir(unjudged, queries=False).corpus) == {"d0", "d1", "d2"}  # the corpus side of a pool
+
+
+def test_beir_empty_query(tmp_path):
+    from sembridge_jax.data.retrieval import load_beir
+    from sembridge_jax.data.text import DataError
+
+    folder = _beir(tmp_path / "b", queries=[json.dumps({"_id": "q0", "text": "w0"}),
+                                            json.dumps({"_id": "q1", "text": "  "})])
+    with pytest.raises(DataError, match=rf"{folder / 'queries.jsonl'}:2: empty query text"):
+        load_beir(folder)
+
+
+def test_beir_queries_without_a_positive_are_dropped_and_counted(tmp_path, caplog):
+    from sembridge_jax.data.retrieval import load_beir
+    from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25
+
+    folder = _beir(tmp_path / "b", qrels=["q0\td0\t1", "q1\td1\t0"])
+    ds = load_beir(folder)
+    assert list(ds.queries) == ["q0"] and list(ds.qrels) == ["q0"]
+    assert "dropped 1 of 2 judged queries without a relevant document" in caplog.text
+    row = evaluate_bm25(ds, EvalSettings(measures=("nDCG@10", "R@10"), depth=10))
+    assert row["num_queries"] == 1 and row["nDCG@10"] == row["nDCG@10"]  # a number, not NaN
+
+
+def test_beir_unknown_judged_documents(tmp_path, caplog):
+    from sembridge_jax.data.retrieval import load_beir
+    from sembridge_jax.data.text import DataError
+
+    few = _beir(tmp_path / "few", qrels=["q0\td0\t1", "q0\td9\t1", "q1\td1\t1"])
+    ds = load_beir(few)
+    assert ds.qrels["q0"] == {"d0": 1, "d9": 1}  # kept: relevant, never retrieved (trec_eval, BEIR)
+    assert "1 of 3 relevant judgements name documents not in corpus.jsonl" in caplog.text
+    most = _beir(tmp_path / "most", qrels=["q0\td8\t1", "q0\td9\t1", "q1\td1\t1"])
+    with pytest.raises(DataError, match=r"2 of 3 relevant judgements name documents not in corpus\.jsonl.*"
+                                        r"more than 50%"):
+        load_beir(most)
+
+
+def test_evaluator_refuses_unscorable_sets():
+    from sembridge_jax.data.retrieval import RetrievalDataset
+    from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25
+
+    settings = EvalSettings(measures=("nDCG@10",), depth=10)
+    doc = {"d0": {"title": "", "text": "a b"}}
+    for ds, needle in ((RetrievalDataset("x", {}, {"q": "a"}, {"q": {"d0": 1}}), "x: empty corpus"),
+                       (RetrievalDataset("x", doc, {"q": "a"}, {"q": {"d0": 0}}), "x: no judged query"),
+                       (RetrievalDataset("x", doc, {"q": " "}, {"q": {"d0": 1}}), "x: empty query text")):
+        with pytest.raises(ValueError, match=needle):
+            evaluate_bm25(ds, settings)
+
+
+@pytest.mark.slow
+def test_evaluate_cli_refuses_an_empty_corpus(tmp_path):
+    folder = _beir(tmp_path / "b", corpus=[])
+    proc = _cli(["evaluate.py", "--bm25", "--beir", str(folder), "--out", str(tmp_path / "out"),
+                 "--measures", "nDCG@10", "--depth", "10"])
+    _failed(proc, f"{folder / 'corpus.jsonl'}: empty corpus")
+    assert not (tmp_path / "out" / "results.json").exists()

@@ -152,7 +152,7 @@ def read_beir(spec) -> LoadedExamples:
     """
     folder = Path(spec.path)
     try:
-        data = load_beir(folder, spec.split)
+        data = load_beir(folder, spec.split, skip_bad_lines=spec.skip_bad_lines)
     except (ValueError, KeyError, FileNotFoundError) as err:
         raise DataError(f"{folder}: {err}") from None
     texts = dict(zip(data.doc_ids(), data.doc_texts(), strict=True)) if spec.title_in_doc else {
