@@ -281,3 +281,99 @@ def test_evaluate_cli_refuses_an_empty_corpus(tmp_path):
                  "--measures", "nDCG@10", "--depth", "10"])
     _failed(proc, f"{folder / 'corpus.jsonl'}: empty corpus")
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+# ----------------------------------------------------------------------------- 4. data errors with a location
+
+BAD_BYTES = b'{"_id": "d1", "text": "caf\xe9"}'
+
+
+def _bad_training_file(path: Path) -> Path:
+    lines = [json.dumps({"query": f"w{i}", "positive": f"w{i} w{i + 1}"}).encode() for i in range(6)]
+    lines[2] = b'{"query": "caf\xe9", "positive": "w1"}'
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def test_training_jsonl_non_utf8_named_and_skippable(tmp_path):
+    from sembridge_jax.config import default_config
+    from sembridge_jax.data.examples import load_examples
+    from sembridge_jax.data.text import DataError
+
+    c = default_config()
+    c.data.train.path = str(_bad_training_file(tmp_path / "train.jsonl"))
+    with pytest.raises(DataError, match=rf"{tmp_path / 'train.jsonl'}:3: not valid UTF-8"):
+        load_examples(c.data.train)
+    c.data.train.skip_bad_lines = True
+    loaded = load_examples(c.data.train)
+    assert (len(loaded.examples), loaded.skipped) == (5, 1)
+
+
+@pytest.mark.slow
+def test_train_cli_names_a_bad_training_line_before_any_work(tmp_path):
+    bad = _bad_training_file(tmp_path / "bad.jsonl")
+    proc = _cli(["train.py", "--config", str(_train_config(tmp_path)), f"--config.data.train.path={bad}"])
+    _failed(proc, "config key 'data.train.path' cannot be read", f"{bad}:3: not valid UTF-8")
+    assert not (tmp_path / "work" / "alignments").exists()
+
+
+@pytest.mark.parametrize("part, lines, needle", [
+    ("corpus.jsonl", [b'{"_id": "d0", "text": "w0"}', BAD_BYTES], "corpus.jsonl:2: not valid UTF-8"),
+    ("corpus.jsonl", [b'{"_id": "d0", "text": "w0"}', b'{"text": "w1"}'], "corpus.jsonl:2: no '_id' field"),
+    ("queries.jsonl", [b'{"_id": "q0", "text": "w0"}', b'{"_id": "q1"}'], "queries.jsonl:2: no 'text' field"),
+    ("queries.jsonl", [b'{"_id": "q0", "text": "w0"}', b'{"_id": "q1", "text": 7}'],
+     "queries.jsonl:2: 'text' must be a str"),
+    ("qrels/dev.tsv", [b"query-id\tcorpus-id\tscore", b"q0\td0\t1", b"q1\td1\tone"],
+     "qrels/dev.tsv:3: score 'one' is not an integer grade"),
+    ("qrels/dev.tsv", [b"q0\td0\tone", b"q1\td1\t1"], "qrels/dev.tsv:1: score 'one' is not an integer grade"),
+    ("qrels/dev.tsv", [b"q0\td0\t1", b"q1\td1"], "qrels/dev.tsv:2: expected 3 tab-separated fields, got 2"),
+])
+def test_beir_records_named_by_file_and_line(tmp_path, part, lines, needle):
+    from sembridge_jax.data.retrieval import load_beir
+    from sembridge_jax.data.text import DataError
+
+    folder = _beir(tmp_path / "b")
+    (folder / part).write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(DataError, match=str(folder / needle).replace("(", r"\(").replace(")", r"\)")):
+        load_beir(folder)
+    assert load_beir(folder, skip_bad_lines=True).queries  # skipped and counted instead
+
+
+def test_beir_training_source_skips_bad_lines(tmp_path, caplog):
+    from sembridge_jax.config import default_config
+    from sembridge_jax.data.examples import load_examples
+    from sembridge_jax.data.text import DataError
+
+    folder = _beir(tmp_path / "b")
+    (folder / "corpus.jsonl").write_bytes(b'{"_id": "d0", "text": "w0"}\n' + BAD_BYTES + b'\n{"_id": "d1", "text": "w"}\n')
+    c = default_config()
+    c.data.train.type, c.data.train.path, c.data.train.split = "beir", str(folder), "dev"
+    with pytest.raises(DataError, match=rf"{folder / 'corpus.jsonl'}:2: not valid UTF-8"):
+        load_examples(c.data.train)
+    c.data.train.skip_bad_lines = True
+    assert len(load_examples(c.data.train).examples) == 2
+    assert "skipped 1 bad records" in caplog.text
+
+
+def test_other_readers_name_file_and_line(tmp_path):
+    from sembridge_jax.bridge.frequency import read_texts
+    from sembridge_jax.data.hub import read_topics, read_trec_qrels
+    from sembridge_jax.data.retrieval import load_id_map
+    from sembridge_jax.data.text import DataError
+
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("q0 Q0 d0 1\nq1 Q0 d1 one\n")
+    with pytest.raises(DataError, match=rf"{qrels}:2: grade 'one' is not an integer"):
+        read_trec_qrels(qrels)
+    topics = tmp_path / "topics.tsv"
+    topics.write_bytes(b"q0\tw0\nq1\tcaf\xe9\n")
+    with pytest.raises(DataError, match=rf"{topics}:2: not valid UTF-8"):
+        read_topics(topics)
+    ids = tmp_path / "ids.tsv"
+    ids.write_text("a\tb\nc\n")
+    with pytest.raises(DataError, match=rf"{ids}:2: expected 2 tab-separated ids"):
+        load_id_map(ids)
+    texts = tmp_path / "bias.txt"
+    texts.write_bytes(b"hello\ncaf\xe9\n")
+    with pytest.raises(ValueError, match=rf"{texts}:2: not valid UTF-8"):
+        read_texts(texts)

@@ -140,8 +140,11 @@ def load_beir(folder: str | Path, split: str = "dev", *, queries: bool = True,
     if bad.count:
         log.warning("%s: skipped %d bad records", folder, bad.count)
     missing = [q for q in qrels if q not in all_queries]
-    if missing:
+    if missing and not bad.count:
         raise DataError(f"{qrels_path}: query ids not in queries.jsonl, e.g. {missing[:3]}")
+    if missing:  # their query lines were skipped as bad records
+        log.warning("%s: dropped %d judged queries not in queries.jsonl", qrels_path, len(missing))
+        qrels = {q: rels for q, rels in qrels.items() if q in all_queries}
     judged = with_relevant(qrels)
     if len(judged) < len(qrels):
         log.warning("%s: dropped %d of %d judged queries without a relevant document (grade > 0)", qrels_path,
@@ -273,12 +276,11 @@ def build_mixed_pool(target: RetrievalDataset, english: RetrievalDataset, *, id_
 def load_id_map(path: str | Path) -> dict[str, str]:
     """TSV `target_id<TAB>english_id` (no header), for pools whose parallel documents have different ids."""
     out = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{n}: expected 2 tab-separated ids")
-            out[parts[0]] = parts[1]
+    for n, line in numbered_lines(path):
+        parts = None if line is None else line.split("\t")
+        if parts is None or len(parts) != 2:
+            raise DataError(f"{path}:{n}: " + ("not valid UTF-8" if parts is None else "expected 2 tab-separated ids"))
+        out[parts[0]] = parts[1]
     return out
 
 

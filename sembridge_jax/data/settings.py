@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sembridge_jax.data.examples import READERS
+from sembridge_jax.data.examples import READERS, first_records_problem
 from sembridge_jax.schema import Field, Section
 
 
@@ -20,6 +20,9 @@ def _train_rules(c):
         yield "data.train.num_hard_negatives", "must be 0 for beir sources (qrels hold no negatives)"
     if t.num_hard_negatives and t.type != "tsv" and not t.negatives_field:
         yield "data.train.negatives_field", "must be set when num_hard_negatives > 0"
+    problem = first_records_problem(t)
+    if problem:
+        yield "data.train.path", f"cannot be read: {problem}"
 
 
 TRAIN = Section({
