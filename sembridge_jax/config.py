@@ -38,14 +38,25 @@ from sembridge_jax.storage import location_problem
 from sembridge_jax.training.settings import CHECKPOINT, LOSS, MESH, TRAIN
 
 
+def length_problems(c, limit: int | None) -> list[tuple[str, str]]:
+    """(key, message) for each input length above `limit`, the tokens the source model's position table covers
+    (beyond it training gives NaN at step 1)."""
+    return [(key, f"is {schema.get(c, key)}, above the {limit} tokens the position table of the source model "
+                  f"covers ({c.source}: max_position_embeddings)")
+            for key in ("model.max_query_length", "model.max_doc_length")
+            if limit is not None and schema.get(c, key) > limit]
+
+
 def _length_rules(c):
-    """The input lengths fit the source model's position table (beyond it training gives NaN at step 1)."""
-    limit = max_tokens_of(c.source) if c.source else None
-    for key in ("model.max_query_length", "model.max_doc_length"):
-        value = schema.get(c, key)
-        if limit is not None and value > limit:
-            yield key, (f"is {value}, above the {limit} tokens the position table of the source model covers "
-                        f"({c.source}: max_position_embeddings)")
+    """The lengths against the source's config.json when it is at hand (local, hub cache); a hub source not
+    at hand is checked by `check_lengths` once loaded."""
+    yield from length_problems(c, max_tokens_of(c.source) if c.source else None)
+
+
+def check_lengths(c, limit: int) -> None:
+    """ConfigError for an input length above the loaded source model's position table."""
+    for key, message in length_problems(c, limit):
+        raise ConfigError(f"config key '{key}' {message}")
 
 
 SCHEMA = Section({

@@ -355,25 +355,29 @@ def test_beir_training_source_skips_bad_lines(tmp_path, caplog):
     assert "skipped 1 bad records" in caplog.text
 
 
-def test_other_readers_name_file_and_line(tmp_path):
-    from sembridge_jax.bridge.frequency import read_texts
-    from sembridge_jax.data.hub import read_topics, read_trec_qrels
-    from sembridge_jax.data.retrieval import load_id_map
-    from sembridge_jax.data.text import DataError
+@pytest.mark.parametrize("reader, content, needle", [
+    ("data.hub:read_trec_qrels", b"q0 Q0 d0 1\nq1 Q0 d1 one\n", "2: grade 'one' is not an integer"),
+    ("data.hub:read_topics", b"q0\tw0\nq1\tcaf\xe9\n", "2: not valid UTF-8"),
+    ("data.retrieval:load_id_map", b"a\tb\nc\n", "2: expected 2 tab-separated ids"),
+    ("bridge.frequency:read_texts", b"hello\ncaf\xe9\n", "2: not valid UTF-8"),
+])
+def test_other_readers_name_file_and_line(tmp_path, reader, content, needle):
+    import importlib
 
-    qrels = tmp_path / "qrels.txt"
-    qrels.write_text("q0 Q0 d0 1\nq1 Q0 d1 one\n")
-    with pytest.raises(DataError, match=rf"{qrels}:2: grade 'one' is not an integer"):
-        read_trec_qrels(qrels)
-    topics = tmp_path / "topics.tsv"
-    topics.write_bytes(b"q0\tw0\nq1\tcaf\xe9\n")
-    with pytest.raises(DataError, match=rf"{topics}:2: not valid UTF-8"):
-        read_topics(topics)
-    ids = tmp_path / "ids.tsv"
-    ids.write_text("a\tb\nc\n")
-    with pytest.raises(DataError, match=rf"{ids}:2: expected 2 tab-separated ids"):
-        load_id_map(ids)
-    texts = tmp_path / "bias.txt"
-    texts.write_bytes(b"hello\ncaf\xe9\n")
-    with pytest.raises(ValueError, match=rf"{texts}:2: not valid UTF-8"):
-        read_texts(texts)
+    module, name = reader.split(":")
+    path = tmp_path / "input.txt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"{path}:{needle}"):
+        getattr(importlib.import_module(f"sembridge_jax.{module}"), name)(path)
+
+
+def test_lengths_checked_again_once_a_hub_source_is_loaded(tmp_path):
+    """A hub source not in the cache has no config.json at config time: the loaded model's table decides."""
+    from sembridge_jax.config import check_lengths, default_config
+    from sembridge_jax.schema import ConfigError
+
+    c = default_config()
+    c.source, c.model.max_doc_length = "someone/not-in-the-cache", 600
+    check_lengths(c, 1024)
+    with pytest.raises(ConfigError, match="config key 'model.max_doc_length' is 600, above the 512 tokens"):
+        check_lengths(c, 512)
