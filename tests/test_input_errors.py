@@ -111,6 +111,19 @@ def test_evaluate_cli_refuses_a_model_without_vocabulary(model, tmp_path):
     proc = _cli(["evaluate.py", "--model", str(folder), "--beir", str(tiny_beir(tmp_path / "beir")),
                  "--out", str(tmp_path / "out"), "--measures", "nDCG@10", "--depth", "10"])
     _failed(proc, f"{folder}: no tokenizer vocabulary")
+    assert "corpus.jsonl" not in proc.stderr  # refused before any benchmark is read
+
+
+def test_model_location_checked_without_loading(model, tmp_path):
+    from sembridge_jax.hf.load import check_model_location
+
+    check_model_location(model)
+    check_model_location("someone/some-model")  # a hub id: checked when fetched
+    no_weights = _copy(model, tmp_path / "w", drop=("model.safetensors",))
+    with pytest.raises(FileNotFoundError, match=rf"{no_weights}: not a model folder, no weights"):
+        check_model_location(no_weights)
+    with pytest.raises(FileNotFoundError, match="no such model folder or hub repo: '/nonexistent'"):
+        check_model_location("/nonexistent")
 
 
 def _train_config(tmp_path: Path, **settings) -> Path:

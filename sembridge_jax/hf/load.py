@@ -8,9 +8,9 @@ import numpy as np
 from flax import nnx
 from safetensors import SafetensorError, safe_open
 
-from sembridge_jax.hf.hub import cached_config_file, resolve_model_dir
+from sembridge_jax.hf.hub import cached_config_file, local_folder, resolve_model_dir, transformer_folder
 from sembridge_jax.hf.params import param_table, params_from_hf
-from sembridge_jax.hf.tokenizer import check_vocab_fits, load_tokenizer
+from sembridge_jax.hf.tokenizer import check_vocab_fits, load_tokenizer, vocabulary_problem
 from sembridge_jax.models import EncoderConfig, MaskedLMEncoder, build_model, model_from_params
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -29,6 +29,24 @@ def read_config(folder: Path, **overrides) -> EncoderConfig:
         return EncoderConfig.from_hf(hf, **overrides)
     except ValueError as e:
         raise ValueError(f"{f}: {e}") from e
+
+
+def check_model_location(path_or_id: str | Path) -> None:
+    """Cheap checks of a model to load later (nothing is read): a local folder has config.json, weights and a
+    tokenizer vocabulary; anything else must be a valid hub id. FileNotFoundError naming the folder."""
+    folder = local_folder(path_or_id)
+    if folder is None:
+        return
+    folder = transformer_folder(folder)
+    missing = [what for what, ok in (
+        ("config.json", (folder / "config.json").is_file()),
+        (f"weights ({', '.join(WEIGHT_FILES)})", any((folder / f).is_file() for f in WEIGHT_FILES)),
+    ) if not ok]
+    if missing:
+        raise FileNotFoundError(f"{folder}: not a model folder, no {' and no '.join(missing)}")
+    problem = vocabulary_problem(folder)
+    if problem:
+        raise FileNotFoundError(problem)
 
 
 def max_tokens_of(path_or_id: str | Path) -> int | None:
