@@ -287,6 +287,20 @@ def test_evaluator_refuses_unscorable_sets():
             evaluate_bm25(ds, settings)
 
 
+@pytest.mark.parametrize("keys, split", [(["eval.beir"], "eval.split"), (["data.dev.beir"], "data.dev.split"),
+                                         (["eval.mixed.target", "eval.mixed.english"], "eval.split")])
+def test_benchmark_split_checked_at_config_time(tmp_path, keys, split):
+    from sembridge_jax.config import load_config
+    from sembridge_jax.schema import ConfigError
+
+    folder = _beir(tmp_path / "b")
+    cfg = _train_config(tmp_path)
+    overrides = [f"--config.{key}={folder}" for key in keys]
+    load_config(cfg, overrides)
+    with pytest.raises(ConfigError, match=rf"config key '{keys[0]}' BEIR folder {folder} has no qrels/test\.tsv"):
+        load_config(cfg, [*overrides, f"--config.{split}=test"])
+
+
 @pytest.mark.slow
 def test_evaluate_cli_refuses_an_empty_corpus(tmp_path):
     folder = _beir(tmp_path / "b", corpus=[])

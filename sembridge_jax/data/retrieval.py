@@ -112,6 +112,16 @@ def read_qrels_tsv(path: Path, bad: _BadLines | None = None) -> dict[str, dict[s
 MAX_UNKNOWN_RELEVANT = 0.5
 
 
+def beir_split_problem(source: str, split: str) -> str | None:
+    """Config check of a benchmark setting: a local BEIR folder (one with corpus.jsonl) has queries.jsonl and
+    qrels/<split>.tsv; other values (hub ids, local json/parquet files) are checked when read."""
+    folder = Path(source)
+    if not source or not (folder / "corpus.jsonl").is_file():
+        return None
+    missing = [p for p in ("queries.jsonl", f"qrels/{split}.tsv") if not (folder / p).is_file()]
+    return f"BEIR folder {folder} has no {' and no '.join(missing)}" if missing else None
+
+
 def load_beir(folder: str | Path, split: str = "dev", *, queries: bool = True,
               skip_bad_lines: bool = False) -> RetrievalDataset:
     """A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv); keeps the judged queries with a relevant

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sembridge_jax.data.examples import READERS, first_records_problem
+from sembridge_jax.data.retrieval import beir_split_problem
 from sembridge_jax.schema import Field, Section
 
 
@@ -46,6 +47,12 @@ TRAIN = Section({
     "doc_prefix": Field("", "prepended to every document"),
 }, rules=(_train_rules,))
 
+def _dev_rules(c):
+    problem = beir_split_problem(c.data.dev.beir, c.data.dev.split)
+    if problem:
+        yield "data.dev.beir", problem
+
+
 DEV = Section({
     "beir": Field("", "dev set during training: BEIR folder or hub dataset id; '' = none", path="input_or_hub"),
     "subset": Field("", "hub dataset config (MIRACL language 'ko')"),
@@ -54,7 +61,7 @@ DEV = Section({
     "split": Field("dev", "qrels split"),
     "max_queries": Field(200, "evaluate on the first N queries; 0 = all", ge=0),
     "max_docs": Field(0, "corpus cap: judged documents + a seeded sample of the others up to N; 0 = all", ge=0),
-})
+}, rules=(_dev_rules,))
 
 PARALLEL = Section({
     "path": Field("", "TSV 'en<TAB>target' with a header line; '' = no cross-lingual term", path="input"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from sembridge_jax.data.retrieval import beir_split_problem
 from sembridge_jax.evaluation.evaluator import EvalSettings
 from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES, measure_problem
 from sembridge_jax.schema import Field, Section
@@ -22,6 +23,16 @@ def _check_ks(ks) -> str | None:
     if not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in ks):
         return f"must be a non-empty tuple of positive ints, got {ks!r}"
     return None
+
+
+def _eval_rules(c):
+    problem = beir_split_problem(c.eval.beir, c.eval.split)
+    if problem:
+        yield "eval.beir", problem
+    for side in ("target", "english"):
+        problem = beir_split_problem(c.eval.mixed[side], c.eval.split)
+        if problem:
+            yield f"eval.mixed.{side}", problem
 
 
 def _mixed_rules(c):
@@ -53,4 +64,4 @@ EVAL = Section({
     "query_top_k": Field(0, "inference pruning of query vectors; 0 = none", ge=0),
     "doc_top_k": Field(0, "inference pruning of document vectors; 0 = none", ge=0),
     "mixed": MIXED,
-})
+}, rules=(_eval_rules,))
