@@ -39,6 +39,7 @@ from sembridge_jax.evaluation.evaluator import EvalSettings, encode_dataset, eva
 from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES
 from sembridge_jax.evaluation.report import markdown_table, write_report
 from sembridge_jax.export.checkpoint import load_model_from_checkpoint
+from sembridge_jax.hf.load import check_model_location
 from sembridge_jax.storage import as_path, writable_dir
 
 EXPORTS = ("anserini", "pisa", "ciff", "es")
@@ -128,7 +129,8 @@ def load_datasets(args, config=None) -> list[tuple[object, bool]]:
     if args.hf:
         out.append((load_hf_retrieval(args.hf, args.hf_corpus, language=args.language, split=split, **caps), False))
     if args.mixed:
-        target, english = (load_beir(x, split) for x in args.mixed)
+        target, english = (load_beir(x, split, queries=side == args.mixed_queries)
+                           for x, side in zip(args.mixed, ("target", "english"), strict=True))
         id_map = load_id_map(args.id_map) if args.id_map else None
         out.append((build_mixed_pool(target, english, id_map=id_map, prefixes=tuple(args.prefixes),
                                      queries=args.mixed_queries), True))
@@ -137,7 +139,8 @@ def load_datasets(args, config=None) -> list[tuple[object, bool]]:
                                       corpus=config.eval.corpus, **caps), False))
     if not args.mixed and config is not None and config.eval.mixed.target:
         mixed = config.eval.mixed
-        target, english = load_beir(mixed.target, split), load_beir(mixed.english, split)
+        target = load_beir(mixed.target, split, queries=mixed.queries == "target")
+        english = load_beir(mixed.english, split, queries=mixed.queries == "english")
         id_map = load_id_map(mixed.id_map) if mixed.id_map else None
         out.append((build_mixed_pool(target, english, id_map=id_map, prefixes=tuple(args.prefixes),
                                      queries=mixed.queries), True))
@@ -149,7 +152,10 @@ def load_datasets(args, config=None) -> list[tuple[object, bool]]:
 
 
 def load_models(args, config=None) -> list[tuple[str, object]]:
-    """(display name, loader) pairs; loaders run lazily so one model is in memory at a time."""
+    """(display name, loader) pairs; loaders run lazily so one model is in memory at a time. The folders are
+    checked now (config, weights, tokenizer vocabulary)."""
+    for m in args.model:
+        check_model_location(m)
     specs = [(Path(m).name or m, lambda m=m: CorpusEncoder(SparseEncoder.from_pretrained(m))) for m in args.model]
     workdirs = args.checkpoint or ([config.workdir] if config is not None and not args.model else [])
     specs += [(Path(w).name + (f"@{args.step}" if args.step is not None else ""),
@@ -212,8 +218,9 @@ def main(argv=None) -> list[dict]:
         args = parser.parse_args(argv)
     out = str(args.out or (as_path(config.workdir) / "eval" if config is not None else "eval_out"))
     args.cache = args.cache or str(as_path(out) / "cache")
+    make_settings(args, config)  # an unknown measure or a depth below a cutoff fails before any loading
+    models = load_models(args, config)  # model folders checked (not loaded) before any benchmark is read
     datasets = load_datasets(args, config)
-    models = load_models(args, config)
     if not models and not args.bm25:
         raise SystemExit("nothing to evaluate: give --model, --checkpoint, --config or --bm25")
     rows = []

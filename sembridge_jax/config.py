@@ -30,10 +30,34 @@ from sembridge_jax.bridge.settings import BRIDGE, INIT
 from sembridge_jax.data.settings import DATA
 from sembridge_jax.evaluation.settings import EVAL
 from sembridge_jax.export.settings import EXPORT
+from sembridge_jax.hf.load import max_tokens_of
+from sembridge_jax.hf.tokenizer import check_tokenizer_location
 from sembridge_jax.models.settings import MODEL
 from sembridge_jax.schema import ConfigError, Field, Section
 from sembridge_jax.storage import location_problem
 from sembridge_jax.training.settings import CHECKPOINT, LOSS, MESH, TRAIN
+
+
+def length_problems(c, limit: int | None) -> list[tuple[str, str]]:
+    """(key, message) for each input length above `limit`, the tokens the source model's position table covers
+    (beyond it training gives NaN at step 1)."""
+    return [(key, f"is {schema.get(c, key)}, above the {limit} tokens the position table of the source model "
+                  f"covers ({c.source}: max_position_embeddings)")
+            for key in ("model.max_query_length", "model.max_doc_length")
+            if limit is not None and schema.get(c, key) > limit]
+
+
+def _length_rules(c):
+    """The lengths against the source's config.json when it is at hand (local, hub cache); a hub source not
+    at hand is checked by `check_lengths` once loaded."""
+    yield from length_problems(c, max_tokens_of(c.source) if c.source else None)
+
+
+def check_lengths(c, limit: int) -> None:
+    """ConfigError for an input length above the loaded source model's position table."""
+    for key, message in length_problems(c, limit):
+        raise ConfigError(f"config key '{key}' {message}")
+
 
 SCHEMA = Section({
     "workdir": Field("runs/default", "checkpoints, logs, alignments, reports; a rerun resumes from here "
@@ -42,7 +66,7 @@ SCHEMA = Section({
     "source": Field("", "English sparse model: local HF folder or hub id (naver/splade-v3)", path="input_or_hub",
                     required=True),
     "target_tokenizer": Field("", "target-language tokenizer: local folder or hub id", path="input_or_hub",
-                              required=True),
+                              required=True, check=check_tokenizer_location),
     "bridge": BRIDGE,
     "init": INIT,
     "model": MODEL,
@@ -57,7 +81,7 @@ SCHEMA = Section({
                          choices=method_names),
     }),
     "export": EXPORT,
-})
+}, rules=(_length_rules,))
 FIELDS = dict(schema.walk(SCHEMA))
 
 

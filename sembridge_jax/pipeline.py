@@ -25,6 +25,7 @@ from sembridge_jax.bridge.alignment import Alignment
 from sembridge_jax.bridge.apply import apply_alignment
 from sembridge_jax.bridge.build import build_alignment
 from sembridge_jax.bridge.encode import default_bridge_cache
+from sembridge_jax.config import check_lengths
 from sembridge_jax.data.retrieval import load_eval_dataset
 from sembridge_jax.evaluation.encode import CorpusEncoder
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_encoder
@@ -110,6 +111,7 @@ def prepare(config) -> Job:
         config.source, dtype=config.model.dtype, splade_pooling=config.model.splade_pooling,
         splade_chunk_size=config.model.splade_chunk_size, remat_policy=config.model.remat_policy,
     )
+    check_lengths(config, source_model.config.max_tokens)  # a hub source is only known once loaded
     target_tokenizer = load_tokenizer(config.target_tokenizer)
     evaluate = dev_evaluate = None
     if config.eval.beir:

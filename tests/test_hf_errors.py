@@ -40,7 +40,7 @@ def test_folder_without_weights(good, tmp_path):
 
 
 def test_missing_folder():
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="no such model folder or hub repo: './no/such/folder'"):
         load_pretrained("./no/such/folder")
 
 

@@ -33,7 +33,7 @@ def text_problem(path: str) -> str | None:
     f = text_file(path)
     if not f.is_file():
         return f"names no text file: {f}"
-    with open(f, encoding="utf-8") as fh:
+    with open(f, "rb") as fh:
         if not any(line.strip() for line in fh):
             return f"names an empty text file (no non-blank line): {f}"
     return None
@@ -43,8 +43,12 @@ def read_texts(path: str | Path) -> list[str]:
     """The texts of a bias text file (see the module docstring); ValueError naming the file if it has none."""
     f = text_file(path)
     texts = []
-    with open(f, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
+    with open(f, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{f}:{n}: not valid UTF-8") from None
             if not line.strip():
                 continue
             if f.suffix == ".jsonl":

@@ -11,6 +11,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sembridge_jax.data.retrieval import load_beir
@@ -152,7 +153,7 @@ def read_beir(spec) -> LoadedExamples:
     """
     folder = Path(spec.path)
     try:
-        data = load_beir(folder, spec.split)
+        data = load_beir(folder, spec.split, skip_bad_lines=spec.skip_bad_lines)
     except (ValueError, KeyError, FileNotFoundError) as err:
         raise DataError(f"{folder}: {err}") from None
     texts = dict(zip(data.doc_ids(), data.doc_texts(), strict=True)) if spec.title_in_doc else {
@@ -231,6 +232,18 @@ READERS = {"jsonl": read_jsonl, "tsv": read_tsv, "beir": read_beir, "hf": read_h
 def load_examples(spec) -> LoadedExamples:
     """Read the examples of a validated `data.train` spec (see data/settings.py)."""
     return READERS[spec.type](spec)
+
+
+def first_records_problem(spec, n: int = 20) -> str | None:
+    """What stops the first `n` usable records of a jsonl / tsv `data.train` source from being read (the
+    reader's own checks: encoding, JSON, fields, negatives), or None: a config-time check, before any work."""
+    if spec.type not in ("jsonl", "tsv") or not spec.path or not Path(spec.path).is_file():
+        return None
+    try:
+        READERS[spec.type](SimpleNamespace(**{**spec.to_dict(), "max_examples": n}))
+    except DataError as err:
+        return str(err)
+    return None
 
 
 def read_parallel_tsv(path: str | Path, *, max_pairs: int = 0, skip_bad_lines: bool = False,

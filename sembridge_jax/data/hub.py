@@ -34,6 +34,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from sembridge_jax.data.text import DataError, numbered_lines
+
 MIRACL_REPO = "miracl/miracl"
 MIRACL_CORPUS_REPO = "miracl/miracl-corpus"
 MRTYDI_REPO = "castorini/mr-tydi"
@@ -120,28 +122,25 @@ def iter_jsonl_gz(path: str | Path) -> Iterator[dict]:
 def read_topics(path: str | Path) -> Queries:
     """MIRACL / TREC topics: `qid<TAB>query` per line, no header."""
     out = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            qid, sep, text = line.rstrip("\n").partition("\t")
-            if not sep:
-                raise ValueError(f"{path}:{n}: expected 'qid<TAB>query'")
-            out[qid] = text
+    for n, line in numbered_lines(path):
+        qid, sep, text = ("", "", "") if line is None else line.partition("\t")
+        if not sep:
+            raise DataError(f"{path}:{n}: " + ("not valid UTF-8" if line is None else "expected 'qid<TAB>query'"))
+        out[qid] = text
     return out
 
 
 def read_trec_qrels(path: str | Path) -> Qrels:
     """TREC qrels: `qid Q0 docid grade` per line (MIRACL separates them by tabs)."""
     out: Qrels = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 4:
-                raise ValueError(f"{path}:{n}: expected 'qid Q0 docid grade', got {len(parts)} fields")
-            out.setdefault(parts[0], {})[parts[2]] = int(parts[3])
+    for n, line in numbered_lines(path):
+        parts = [] if line is None else line.split()
+        if line is None or len(parts) != 4 or not parts[3].lstrip("-").isdigit():
+            problem = ("not valid UTF-8" if line is None else
+                       f"expected 'qid Q0 docid grade', got {len(parts)} fields" if len(parts) != 4 else
+                       f"grade {parts[3]!r} is not an integer")
+            raise DataError(f"{path}:{n}: {problem}")
+        out.setdefault(parts[0], {})[parts[2]] = int(parts[3])
     return out
 
 

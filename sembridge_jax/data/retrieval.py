@@ -4,12 +4,17 @@ the English-inclination metrics."""
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sembridge_jax.data import hub
+from sembridge_jax.data.text import DataError, numbered_lines
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,49 +40,145 @@ def _join_title(doc: dict) -> str:
     return f"{title} {text}" if title else text
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-    return rows
+class _BadLines:
+    """Counts the records skipped with `skip_bad_lines`; without it the first bad record is a DataError."""
+
+    def __init__(self, skip: bool):
+        self.skip, self.count = skip, 0
+
+    def __call__(self, where: str, problem: str) -> None:
+        if not self.skip:
+            raise DataError(f"{where}: {problem}")
+        self.count += 1
 
 
-def read_qrels_tsv(path: Path) -> dict[str, dict[str, int]]:
-    """BEIR qrels: header line, then `query-id<TAB>corpus-id<TAB>score`."""
+def _read_jsonl(path: Path, bad: _BadLines, fields: dict[str, type]) -> Iterator[tuple[str, dict]]:
+    """(file:line, object) per JSON line holding `fields` (name -> type; str ids may also be ints)."""
+    for n, line in numbered_lines(path):
+        where = f"{path}:{n}"
+        if line is None:
+            bad(where, "not valid UTF-8")
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            bad(where, f"not valid JSON ({e.msg})")
+            continue
+        problem = _field_problem(row, fields)
+        if problem:
+            bad(where, problem)
+            continue
+        yield where, row
+
+
+def _field_problem(row, fields: dict[str, type]) -> str | None:
+    if not isinstance(row, dict):
+        return f"expected a JSON object, got {type(row).__name__}"
+    for name, kind in fields.items():
+        if name not in row:
+            return f"no {name!r} field (has {sorted(row)[:8]})"
+        ok = (str, int) if name == "_id" else kind
+        if not isinstance(row[name], ok) or isinstance(row[name], bool):
+            return f"{name!r} must be a {kind.__name__}, got {row[name]!r:.80}"
+    return None
+
+
+QRELS_HEADER_SCORES = ("score", "relevance", "grade", "label")  # the third column's name in a header line
+
+
+def read_qrels_tsv(path: Path, bad: _BadLines | None = None) -> dict[str, dict[str, int]]:
+    """BEIR qrels: header line, then `query-id<TAB>corpus-id<TAB>score` (an integer grade)."""
+    bad = bad or _BadLines(False)
     qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split("\t")
-            if n == 1 and not parts[-1].lstrip("-").isdigit():
-                continue  # header
-            if len(parts) != 3:
-                raise ValueError(f"{path}:{n}: expected 3 tab-separated fields, got {len(parts)}")
+    for n, line in numbered_lines(path):
+        where = f"{path}:{n}"
+        parts = None if line is None else line.split("\t")
+        if parts is not None and n == 1 and parts[-1].strip().lower() in QRELS_HEADER_SCORES:
+            continue  # header
+        if parts is None:
+            bad(where, "not valid UTF-8")
+        elif len(parts) != 3:
+            bad(where, f"expected 3 tab-separated fields, got {len(parts)}")
+        elif not parts[2].strip().lstrip("-").isdigit():
+            bad(where, f"score {parts[2]!r} is not an integer grade")
+        else:
             qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
     return qrels
 
 
-def load_beir(folder: str | Path, split: str = "dev") -> RetrievalDataset:
-    """A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv); keeps only judged queries."""
+# More than this share of the relevant judgements naming documents absent from the corpus is an error (the
+# qrels most likely belong to another corpus or split); fewer are a counted warning and stay judged (they
+# count as relevant and are never retrieved, as in trec_eval and BEIR).
+MAX_UNKNOWN_RELEVANT = 0.5
+
+
+def beir_split_problem(source: str, split: str) -> str | None:
+    """Config check of a benchmark setting: a local BEIR folder (one with corpus.jsonl) has queries.jsonl and
+    qrels/<split>.tsv; other values (hub ids, local json/parquet files) are checked when read."""
+    folder = Path(source)
+    if not source or not (folder / "corpus.jsonl").is_file():
+        return None
+    missing = [p for p in ("queries.jsonl", f"qrels/{split}.tsv") if not (folder / p).is_file()]
+    return f"BEIR folder {folder} has no {' and no '.join(missing)}" if missing else None
+
+
+def load_beir(folder: str | Path, split: str = "dev", *, queries: bool = True,
+              skip_bad_lines: bool = False) -> RetrievalDataset:
+    """A BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv); keeps the judged queries with a relevant
+    document (the others are dropped with a counted warning: their metrics are undefined).
+
+    Errors (DataError, naming the file and line): a bad record (not UTF-8, not JSON, no `_id` / `text`, a
+    non-integer grade; with `skip_bad_lines` skipped and counted), an empty corpus, a judged query that is
+    empty or missing from queries.jsonl, no judged query with a relevant document (unless `queries` is False:
+    only the corpus is used, e.g. the non-query side of a mixed pool), more than MAX_UNKNOWN_RELEVANT of the
+    relevant judgements naming documents not in the corpus (fewer: a counted warning).
+    """
     folder = Path(folder)
-    qrels_path = folder / "qrels" / f"{split}.tsv"
-    for p in (folder / "corpus.jsonl", folder / "queries.jsonl", qrels_path):
+    corpus_path, queries_path, qrels_path = folder / "corpus.jsonl", folder / "queries.jsonl", \
+        folder / "qrels" / f"{split}.tsv"
+    for p in (corpus_path, queries_path, qrels_path):
         if not p.is_file():
             raise FileNotFoundError(f"BEIR folder {folder}: missing {p.relative_to(folder)}")
-    corpus = {str(r["_id"]): {"title": r.get("title", ""), "text": r.get("text", "")}
-              for r in _read_jsonl(folder / "corpus.jsonl")}
-    all_queries = {str(r["_id"]): r["text"] for r in _read_jsonl(folder / "queries.jsonl")}
-    qrels = read_qrels_tsv(qrels_path)
+    bad = _BadLines(skip_bad_lines)
+    corpus = {str(r["_id"]): {"title": r.get("title") or "", "text": r.get("text") or ""}
+              for _, r in _read_jsonl(corpus_path, bad, {"_id": str})}
+    if not corpus:
+        raise DataError(f"{corpus_path}: empty corpus (no documents)")
+    all_queries = {str(r["_id"]): (where, r["text"])
+                   for where, r in _read_jsonl(queries_path, bad, {"_id": str, "text": str})}
+    qrels = read_qrels_tsv(qrels_path, bad)
+    if bad.count:
+        log.warning("%s: skipped %d bad records", folder, bad.count)
     missing = [q for q in qrels if q not in all_queries]
-    if missing:
-        raise ValueError(f"{qrels_path}: query ids not in queries.jsonl, e.g. {missing[:3]}")
+    if missing and not bad.count:
+        raise DataError(f"{qrels_path}: query ids not in queries.jsonl, e.g. {missing[:3]}")
+    if missing:  # their query lines were skipped as bad records
+        log.warning("%s: dropped %d judged queries not in queries.jsonl", qrels_path, len(missing))
+        qrels = {q: rels for q, rels in qrels.items() if q in all_queries}
+    judged = with_relevant(qrels)
+    if len(judged) < len(qrels):
+        log.warning("%s: dropped %d of %d judged queries without a relevant document (grade > 0)", qrels_path,
+                    len(qrels) - len(judged), len(qrels))
+    if queries and not judged:
+        raise DataError(f"{qrels_path}: no judged query with a relevant document (grade > 0)")
+    empty = [all_queries[q][0] for q in judged if not all_queries[q][1].strip()]
+    if empty:
+        raise DataError(f"{empty[0]}: empty query text ({len(empty)} judged queries are empty)")
+    _check_unknown_documents(judged, corpus, qrels_path, corpus_path)
     name = "/".join(folder.resolve().parts[-2:])
-    return RetrievalDataset(f"{name}/{split}", corpus, {q: all_queries[q] for q in qrels}, qrels)
+    return RetrievalDataset(f"{name}/{split}", corpus, {q: all_queries[q][1] for q in judged}, judged)
+
+
+def _check_unknown_documents(qrels, corpus, qrels_path: Path, corpus_path: Path) -> None:
+    relevant = [(q, d) for q, rels in qrels.items() for d, g in rels.items() if g > 0]
+    unknown = [(q, d) for q, d in relevant if d not in corpus]
+    if not unknown:
+        return
+    message = (f"{qrels_path}: {len(unknown)} of {len(relevant)} relevant judgements name documents not in "
+               f"{corpus_path.name}, e.g. {unknown[:3]}")
+    if len(unknown) > MAX_UNKNOWN_RELEVANT * len(relevant):
+        raise DataError(f"{message}; more than {MAX_UNKNOWN_RELEVANT:.0%}: wrong corpus or split?")
+    log.warning("%s (kept: relevant, never retrieved)", message)
 
 
 def _hf_load(source: str, config_name: str | None, split: str, revision: str | None):
@@ -185,12 +286,11 @@ def build_mixed_pool(target: RetrievalDataset, english: RetrievalDataset, *, id_
 def load_id_map(path: str | Path) -> dict[str, str]:
     """TSV `target_id<TAB>english_id` (no header), for pools whose parallel documents have different ids."""
     out = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{n}: expected 2 tab-separated ids")
-            out[parts[0]] = parts[1]
+    for n, line in numbered_lines(path):
+        parts = None if line is None else line.split("\t")
+        if parts is None or len(parts) != 2:
+            raise DataError(f"{path}:{n}: " + ("not valid UTF-8" if parts is None else "expected 2 tab-separated ids"))
+        out[parts[0]] = parts[1]
     return out
 
 

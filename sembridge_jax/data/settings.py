@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sembridge_jax.data.examples import READERS
+from sembridge_jax.data.examples import READERS, first_records_problem
+from sembridge_jax.data.retrieval import beir_split_problem
 from sembridge_jax.schema import Field, Section
 
 
@@ -20,6 +21,9 @@ def _train_rules(c):
         yield "data.train.num_hard_negatives", "must be 0 for beir sources (qrels hold no negatives)"
     if t.num_hard_negatives and t.type != "tsv" and not t.negatives_field:
         yield "data.train.negatives_field", "must be set when num_hard_negatives > 0"
+    problem = first_records_problem(t)
+    if problem:
+        yield "data.train.path", f"cannot be read: {problem}"
 
 
 TRAIN = Section({
@@ -43,6 +47,12 @@ TRAIN = Section({
     "doc_prefix": Field("", "prepended to every document"),
 }, rules=(_train_rules,))
 
+def _dev_rules(c):
+    problem = beir_split_problem(c.data.dev.beir, c.data.dev.split)
+    if problem:
+        yield "data.dev.beir", problem
+
+
 DEV = Section({
     "beir": Field("", "dev set during training: BEIR folder or hub dataset id; '' = none", path="input_or_hub"),
     "subset": Field("", "hub dataset config (MIRACL language 'ko')"),
@@ -51,7 +61,7 @@ DEV = Section({
     "split": Field("dev", "qrels split"),
     "max_queries": Field(200, "evaluate on the first N queries; 0 = all", ge=0),
     "max_docs": Field(0, "corpus cap: judged documents + a seeded sample of the others up to N; 0 = all", ge=0),
-})
+}, rules=(_dev_rules,))
 
 PARALLEL = Section({
     "path": Field("", "TSV 'en<TAB>target' with a header line; '' = no cross-lingual term", path="input"),

@@ -2,6 +2,7 @@
 score; plus the BM25 reference and the English-inclination metrics of a mixed pool."""
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -12,7 +13,15 @@ from sembridge_jax.evaluation.bm25 import BM25Retriever, bm25_tokens
 from sembridge_jax.evaluation.encode import CorpusEncoder, SparseCollection
 from sembridge_jax.evaluation.inclination import inclination_metrics
 from sembridge_jax.evaluation.index import InvertedIndex
-from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES, active_dims, flops, mean_metrics
+from sembridge_jax.evaluation.metrics import (
+    DEFAULT_MEASURES,
+    active_dims,
+    flops,
+    mean_metrics,
+    measure_problem,
+)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,9 +42,29 @@ class EvalSettings:
     complete_at: tuple[int, ...] = (10, 100)
 
     def __post_init__(self):
+        problems = [p for p in map(measure_problem, self.measures) if p]
+        if problems:
+            raise ValueError("; ".join(problems))
         cutoffs = [int(m.rsplit("@", 1)[1]) for m in self.measures if "@" in m and m.rsplit("@", 1)[1].isdigit()]
         if cutoffs and max(cutoffs) > self.depth:
             raise ValueError(f"depth {self.depth} is below the metric cutoff {max(cutoffs)} ({self.measures})")
+
+
+def check_dataset(ds: RetrievalDataset) -> None:
+    """A benchmark that can be scored: documents, a judged query with a relevant document, no empty judged
+    query; else a ValueError naming it (metrics would be 0 or NaN). Queries without a relevant document are
+    left out of the means (a counted warning)."""
+    if not ds.corpus:
+        raise ValueError(f"{ds.name}: empty corpus")
+    judged = [q for q in ds.queries if any(g > 0 for g in ds.qrels.get(q, {}).values())]
+    if not judged:
+        raise ValueError(f"{ds.name}: no judged query with a relevant document")
+    if len(judged) < len(ds.queries):
+        log.warning("%s: %d of %d queries have no relevant document and are left out of the metrics", ds.name,
+                    len(ds.queries) - len(judged), len(ds.queries))
+    empty = [q for q in judged if not ds.queries[q].strip()]
+    if empty:
+        raise ValueError(f"{ds.name}: empty query text for query ids {empty[:5]}")
 
 
 def run_from_indices(ds: RetrievalDataset, top_idx: np.ndarray) -> dict[str, list[str]]:
@@ -74,6 +103,7 @@ def encode_dataset(encoder: CorpusEncoder, ds: RetrievalDataset, settings: EvalS
 def evaluate_sparse(queries: SparseCollection, docs: SparseCollection, ds: RetrievalDataset,
                     settings: EvalSettings, name: str) -> dict:
     """Metrics, sparsity and FLOPS of encoded queries/documents retrieved through the inverted index."""
+    check_dataset(ds)
     t0 = time.perf_counter()
     index = InvertedIndex(docs.matrix)
     top_idx, _ = index.search(queries.matrix, settings.depth, block_size=settings.block_size)
@@ -87,6 +117,7 @@ def evaluate_sparse(queries: SparseCollection, docs: SparseCollection, ds: Retri
 
 def evaluate_encoder(encoder: CorpusEncoder, ds: RetrievalDataset, settings: EvalSettings, name: str) -> dict:
     """Encode (cached) and evaluate one SPLADE model on one benchmark."""
+    check_dataset(ds)  # before the encoding
     t0 = time.perf_counter()
     q, d = encode_dataset(encoder, ds, settings)
     encode_s = time.perf_counter() - t0
@@ -95,6 +126,7 @@ def evaluate_encoder(encoder: CorpusEncoder, ds: RetrievalDataset, settings: Eva
 
 def evaluate_bm25(ds: RetrievalDataset, settings: EvalSettings, name: str = "BM25", analyser=bm25_tokens) -> dict:
     """The BM25 reference run (see evaluation/bm25.py for the default tokenisation; `analyser`: text -> terms)."""
+    check_dataset(ds)
     t0 = time.perf_counter()
     bm25 = BM25Retriever(ds.doc_texts(), analyser=analyser)
     queries = list(ds.queries.values())

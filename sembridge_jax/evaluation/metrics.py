@@ -12,11 +12,24 @@ import ir_measures
 import numpy as np
 import scipy.sparse as sp
 
+from sembridge_jax.schema import closest
+
 Run = dict[str, list[str]]  # query id -> doc ids, best first
 Qrels = dict[str, dict[str, int]]
 
 DEFAULT_MEASURES = ("nDCG@10", "R@100", "RR@10")
 _OWN = re.compile(r"^(nDCG|R|RR|P)@(\d+)$")
+
+
+def measure_problem(name: str) -> str | None:
+    """Why `name` is not a measure the evaluator computes (ours, else any ir-measures name), or None."""
+    if _OWN.match(name):
+        return None
+    try:
+        ir_measures.parse_measure(name)
+    except Exception as e:  # ir-measures raises NameError / ValueError / SyntaxError for bad names
+        return f"unknown measure {name!r} ({e}){closest(re.split(r'[@(]', name)[0], ir_measures.measures.registry)}"
+    return None
 
 
 def _per_query(kind: str, k: int, ranked: list[str], rels: dict[str, int]) -> float:

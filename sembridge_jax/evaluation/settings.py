@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import re
 
+from sembridge_jax.data.retrieval import beir_split_problem
 from sembridge_jax.evaluation.evaluator import EvalSettings
-from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES
+from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES, measure_problem
 from sembridge_jax.schema import Field, Section
 
 _METRIC = re.compile(r"^[A-Za-z][\w]*(@\d+)?$")
@@ -14,13 +15,24 @@ _DEFAULTS = EvalSettings()
 def _check_metrics(metrics) -> str | None:
     if not metrics or not all(isinstance(m, str) and _METRIC.match(m) for m in metrics):
         return f"must be a non-empty tuple of names like 'nDCG@10', got {metrics!r}"
-    return None
+    problems = [p for p in map(measure_problem, metrics) if p]
+    return "; ".join(problems) or None
 
 
 def _check_ks(ks) -> str | None:
     if not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in ks):
         return f"must be a non-empty tuple of positive ints, got {ks!r}"
     return None
+
+
+def _eval_rules(c):
+    problem = beir_split_problem(c.eval.beir, c.eval.split)
+    if problem:
+        yield "eval.beir", problem
+    for side in ("target", "english"):
+        problem = beir_split_problem(c.eval.mixed[side], c.eval.split)
+        if problem:
+            yield f"eval.mixed.{side}", problem
 
 
 def _mixed_rules(c):
@@ -44,7 +56,7 @@ EVAL = Section({
     "corpus": Field("", "hub corpus of a hub eval set ('miracl/miracl-corpus'); '' = judged passages",
                     path="input_or_hub"),
     "split": Field("dev", "qrels split"),
-    "metrics": Field(DEFAULT_MEASURES[:2], "ir-measures names", check=_check_metrics),
+    "metrics": Field(DEFAULT_MEASURES[:2], "ir-measures names (checked at config time)", check=_check_metrics),
     "k": Field(_DEFAULTS.depth, "retrieval depth per query", ge=1),
     "batch_size": Field(_DEFAULTS.batch_size, "texts per encoding batch", ge=1),
     "max_queries": Field(0, "evaluate on the first N queries; 0 = all", ge=0),
@@ -52,4 +64,4 @@ EVAL = Section({
     "query_top_k": Field(0, "inference pruning of query vectors; 0 = none", ge=0),
     "doc_top_k": Field(0, "inference pruning of document vectors; 0 = none", ge=0),
     "mixed": MIXED,
-})
+}, rules=(_eval_rules,))

@@ -7,7 +7,7 @@ import os
 
 from flax import nnx
 
-from sembridge_jax.hf.tokenizer import load_tokenizer
+from sembridge_jax.hf.tokenizer import check_vocab_fits, load_tokenizer
 from sembridge_jax.models import EncoderConfig, build_model, model_from_params
 from sembridge_jax.models.state import split_model
 from sembridge_jax.storage import as_path, readable_dir
@@ -36,4 +36,5 @@ def load_model_from_checkpoint(workdir: str | os.PathLike, step: int | None = No
                               describe=lambda p: f"{'.'.join(map(str, p))} (checkpoint step {step} in {workdir})")
     with readable_dir(workdir / MODEL_DIR) as local:
         tokenizer = load_tokenizer(local)
+    check_vocab_fits(tokenizer, config.vocab_size, str(workdir / MODEL_DIR))
     return model, tokenizer, step

@@ -5,12 +5,18 @@ from sembridge_jax.models.config import DTYPES, REMAT_POLICIES
 from sembridge_jax.models.heads import POOLINGS
 from sembridge_jax.schema import Field, Section
 
+# Upper bound on any input length when the model is not known yet (the longest position tables of the
+# supported families: 8194 positions of XLM-R-large-style bge-m3); the source model's own table is checked
+# at config time too (config.py).
+MAX_TOKENS = 8192
+
 MODEL = Section({
     "dtype": Field("float32", "compute dtype (parameters stay float32)", choices=DTYPES),
     "splade_pooling": Field("max", "'max' (SPLADE-max) | 'sum' (SPLADE v1)", choices=POOLINGS),
     "splade_chunk_size": Field(0, "sequence chunk for the [L, V] logits; 0 = no chunking", ge=0),
     "remat_policy": Field("head", "what the backward pass recomputes (memory for compute): nothing, the head's "
                           "chunks, + each layer but its matmuls, + each whole layer", choices=REMAT_POLICIES),
-    "max_query_length": Field(64, "static query length in tokens, specials included (pad/truncate)", ge=3),
-    "max_doc_length": Field(256, "static document length in tokens", ge=3),
+    "max_query_length": Field(64, "static query length in tokens, specials included (pad/truncate)", ge=3,
+                              le=MAX_TOKENS),
+    "max_doc_length": Field(256, "static document length in tokens", ge=3, le=MAX_TOKENS),
 })
