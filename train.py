@@ -19,6 +19,7 @@ prints the traceback); 2 bad command line; 75 (EX_TEMPFAIL) preempted: checkpoin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from sembridge_jax.config import parse_config_args
 from sembridge_jax.evaluation.report import markdown_table
 from sembridge_jax.storage import as_path
 from sembridge_jax.training.distributed import initialise_distributed, is_main_process
+from sembridge_jax.training.lock import workdir_lock
 
 log = logging.getLogger("train")
 
@@ -52,6 +54,12 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # a resumed run skips recompiling
         jax.config.update("jax_compilation_cache_dir", str(workdir / "jax_cache"))
+    # One writer per workdir (process 0 holds it for the whole job): taken before config.json is written.
+    with workdir_lock(workdir) if is_main_process() else contextlib.nullcontext():
+        return run(config, workdir)
+
+
+def run(config, workdir) -> int:
     if is_main_process():
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     log.info("devices: %d (%s), processes: %d", jax.device_count(), jax.devices()[0].platform, jax.process_count())
