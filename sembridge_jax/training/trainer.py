@@ -298,12 +298,12 @@ def fit(
     )
     ckpt = Checkpointer(workdir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep,
                         async_save=config.checkpoint.async_save)
-    start = ckpt.latest_step()
-    if start is None:
+    restored = ckpt.restore_newest(sharded.abstract_state)  # skips (and moves aside) broken newer steps
+    if restored is None:
         state = init_state(params, tx, sharded.state_sharding)
         start, last = 0, {}
     else:
-        state, data_state, meta = ckpt.restore(start, sharded.abstract_state)
+        start, state, data_state, meta = restored
         if meta.get("seed", config.seed) != config.seed:
             raise ValueError(f"{ckpt.directory} was written with seed {meta['seed']}, config.seed is {config.seed}: "
                              "use a fresh workdir or the same seed")
