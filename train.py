@@ -60,6 +60,7 @@ def main(argv=None) -> int:
 
 
 def run(config, workdir) -> int:
+    pipeline.check_settings(config)  # a resume with changed settings refuses before config.json changes
     if is_main_process():
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
     log.info("devices: %d (%s), processes: %d", jax.device_count(), jax.devices()[0].platform, jax.process_count())

@@ -158,16 +158,26 @@ class Checkpointer:
                         problem[:500], aside)
         return None
 
-    def move_aside(self, step: int, reason: str):
-        """Move the folder of ``step`` to ``<checkpoints>/corrupt/<step>-<reason>`` (process 0; a later clash
+    def newest_settings(self) -> tuple[int, dict] | None:
+        """``(step, settings)`` recorded in the newest checkpoint whose metadata reads (None without one)."""
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            except Exception:  # noqa: BLE001 - a broken step: restore_newest names and skips it
+                continue
+            return (step, dict(meta["settings"])) if meta and "settings" in meta else None
+        return None
+
+    def move_aside(self, step: int, reason: str, under: str = CORRUPT_DIR):
+        """Move the folder of ``step`` to ``<checkpoints>/<under>/<step>-<reason>`` (process 0; a later clash
         gets a time suffix) and forget it; returns the new place."""
-        target = self.directory / CORRUPT_DIR / f"{step}-{reason}"
+        target = self.directory / under / f"{step}-{reason}"
         if target.exists():
             target = target.parent / f"{target.name}-{int(time.time())}"
         if jax.process_index() == 0:
             target.parent.mkdir(parents=True, exist_ok=True)
             (self.directory / str(step)).rename(target)
-        barrier(f"checkpoint-aside-{step}-{reason}")  # every process forgets it only once it has moved
+        barrier(f"checkpoint-aside-{under}-{step}-{reason}")  # every process forgets it only once it has moved
         self._manager.reload()
         return target
 
