@@ -31,9 +31,11 @@ log = logging.getLogger(__name__)
 RESUME_POLICIES = ("rebuild", "refuse", "new_run")
 PREVIOUS_DIR = "previous"  # under checkpoints/: steps set aside by restart_from or a new run
 
-# Keys (or sections) a resumed run may change freely: they do not change the parameters it trains.
+# Keys (or sections) a resumed run may change freely: they do not change the parameters it trains, except
+# train.num_steps, which says how far to train (a finished run extended keeps its steps; with a decaying
+# learning rate the remaining steps follow the new length).
 FREE = ("workdir", "resume_policy", "eval", "export", "compare", "checkpoint", "mesh", "data.dev",
-        "train.log_every", "train.eval_every", "train.prefetch", "train.profile_steps", "bridge.batch_size",
+        "train.num_steps", "train.log_every", "train.eval_every", "train.prefetch", "train.profile_steps", "bridge.batch_size",
         "bridge.cache_dir", "model.splade_chunk_size", "model.remat_policy")
 
 
