@@ -20,7 +20,9 @@ deterministic, two runs gave the same table), lohelp-hangul dev, 413 held-out qu
 SemBridge lifts the untouched English model (nDCG@10 0.045 on this set) and beats random, but with this
 tiny source model and the small e5 bridge the multivariate-Gaussian init wins here, unlike in the paper
 (see docs/methods.md and BENCHMARKS.md: a sharper entmax, e.g. --config.init.alpha=20, closes most of
-the zero-shot gap).
+the zero-shot gap). Trying it in the same workdir: the run refuses, naming init.alpha, until
+--config.resume_policy=new_run (rebuilds the alignment, retrains; the old steps are kept aside) or another
+--workdir.
 """
 
 from sembridge_jax.config import default_config
