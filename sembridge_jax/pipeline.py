@@ -24,7 +24,7 @@ from jax.experimental import multihost_utils
 from sembridge_jax.api import SparseEncoder
 from sembridge_jax.bridge.alignment import Alignment
 from sembridge_jax.bridge.apply import apply_alignment
-from sembridge_jax.bridge.build import alignment_settings, build_alignment_from_config
+from sembridge_jax.bridge.build import alignment_kwargs, alignment_settings, build_alignment
 from sembridge_jax.data.retrieval import load_eval_dataset
 from sembridge_jax.evaluation.encode import CorpusEncoder
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_encoder
@@ -54,7 +54,7 @@ def alignment_for(config, method: str, workdir):
     reuse = not path.exists() or artifact_is_current(f"alignment {path}", recorded, settings, config.resume_policy)
 
     def build(out):
-        alignment = build_alignment_from_config(config, method)
+        alignment = build_alignment(config.source, config.target_tokenizer, **alignment_kwargs(config, method))
         alignment.metadata.update(settings=settings, settings_hash=settings_digest(settings))
         alignment.save(out)
 
