@@ -76,7 +76,9 @@ class Checkpointer:
         """``read_only``: a view for export and evaluation that saves and deletes nothing."""
         self.directory = as_path(workdir) / CHECKPOINT_DIR
         self.every_steps = every_steps
-        options = ocp.CheckpointManagerOptions(read_only=True) if read_only else ocp.CheckpointManagerOptions(
+        # a read-only view states what Orbax would otherwise warn that it changed
+        read_only_options = ocp.CheckpointManagerOptions(read_only=True, save_interval_steps=0, create=False)
+        options = read_only_options if read_only else ocp.CheckpointManagerOptions(
             max_to_keep=keep, save_interval_steps=every_steps, enable_async_checkpointing=async_save, create=True)
         self._manager = ocp.CheckpointManager(
             self.directory,
