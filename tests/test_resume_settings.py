@@ -163,3 +163,15 @@ def test_prepare_resume_decisions():
     free = _config()
     free.eval.k, free.train.log_every, free.checkpoint.keep = 7, 3, 5
     assert run_settings(free) == old
+
+
+def test_a_stale_artifact_is_rebuilt_or_refused(caplog):
+    from sembridge_jax.training.run_settings import artifact_is_current
+
+    old, new = {"alpha": 4.0, "seed": 0}, {"alpha": 20.0, "seed": 0}
+    assert artifact_is_current("alignment A", old, dict(old), "refuse")
+    assert not artifact_is_current("alignment A", old, new, "rebuild")
+    assert "alignment A was built with other settings (alpha: 4.0 -> 20.0): rebuilding it" in caplog.text
+    assert not artifact_is_current("alignment A", None, new, "new_run")  # recorded nothing: never trusted
+    with pytest.raises(SettingsChangedError, match=r"alignment A .*alpha: 4.0 -> 20.0.*resume_policy='refuse'"):
+        artifact_is_current("alignment A", old, new, "refuse")
