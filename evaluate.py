@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from sembridge_jax.api import SparseEncoder
+from sembridge_jax.cli import EXIT_CODES, run_cli
 from sembridge_jax.config import parse_config_args
 from sembridge_jax.data.retrieval import (
     build_mixed_pool,
@@ -58,7 +59,8 @@ def _scale(text: str) -> float | str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=EXIT_CODES)
     m = p.add_argument_group("models")
     m.add_argument("--model", action="append", default=[], help="HF/SparseEncoder folder or hub id (repeatable)")
     m.add_argument("--checkpoint", action="append", default=[], help="training workdir (repeatable)")
@@ -247,4 +249,4 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

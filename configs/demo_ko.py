@@ -20,6 +20,9 @@ default `identity_semantic`, compared with the paper's SemBridge (alpha 4) and t
 The untouched English model scores 0.045, BM25 0.650. identity_semantic keeps each new token's lexical
 identity (a distinct, norm-matched row) and adds the bridge's meaning (docs/methods.md); the paper's
 averaged rows lose the identity, which is why SemBridge trails here (BENCHMARKS.md, transfer suite).
+Trying another setting (e.g. --config.init.alpha=20) in the same workdir: the run refuses, naming
+init.alpha, until --config.resume_policy=new_run (rebuilds the alignment, retrains; the old steps are kept
+aside) or another --workdir.
 """
 
 from sembridge_jax.config import default_config

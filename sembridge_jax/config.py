@@ -35,6 +35,7 @@ from sembridge_jax.hf.tokenizer import check_tokenizer_location
 from sembridge_jax.models.settings import MODEL
 from sembridge_jax.schema import ConfigError, Field, Section
 from sembridge_jax.storage import location_problem
+from sembridge_jax.training.run_settings import RESUME_POLICIES
 from sembridge_jax.training.settings import CHECKPOINT, LOSS, MESH, TRAIN
 
 
@@ -62,6 +63,9 @@ def check_lengths(c, limit: int) -> None:
 SCHEMA = Section({
     "workdir": Field("runs/default", "checkpoints, logs, alignments, reports; a rerun resumes from here "
                                      "(local or gs://)", path="output", required=True, check=location_problem),
+    "resume_policy": Field("rebuild", "a rerun whose settings differ from the workdir's: 'rebuild' stale artifacts "
+                           "(alignments) and refuse to resume training, 'refuse' both, 'new_run' rebuild and "
+                           "start training over (old checkpoints set aside)", choices=RESUME_POLICIES),
     "seed": Field(0, "one seed for init sampling and data order", ge=0),
     "source": Field("", "English sparse model: local HF folder or hub id (naver/splade-v3)", path="input_or_hub",
                     required=True),

@@ -15,6 +15,7 @@ sharded parameters (`host_model`, a collective all processes join); only process
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 
 import jax
@@ -23,8 +24,7 @@ from jax.experimental import multihost_utils
 from sembridge_jax.api import SparseEncoder
 from sembridge_jax.bridge.alignment import Alignment
 from sembridge_jax.bridge.apply import apply_alignment
-from sembridge_jax.bridge.build import build_alignment
-from sembridge_jax.bridge.encode import default_bridge_cache
+from sembridge_jax.bridge.build import alignment_kwargs, alignment_settings, build_alignment
 from sembridge_jax.config import check_lengths
 from sembridge_jax.data.retrieval import load_eval_dataset
 from sembridge_jax.evaluation.encode import CorpusEncoder
@@ -33,31 +33,33 @@ from sembridge_jax.export.writer import export_to_hf
 from sembridge_jax.hf.load import load_pretrained
 from sembridge_jax.hf.tokenizer import load_tokenizer
 from sembridge_jax.models.state import merge_model, split_model
+from sembridge_jax.schema import settings_digest
 from sembridge_jax.storage import as_path
 from sembridge_jax.training import trainer
 from sembridge_jax.training.batches import TrainData
 from sembridge_jax.training.checkpoint import save_model_spec
 from sembridge_jax.training.distributed import barrier, is_main_process, run_on_main_process
+from sembridge_jax.training.run_settings import artifact_is_current, run_settings
 
 log = logging.getLogger(__name__)
+EXPORT_SETTINGS = "sembridge_settings.json"  # in the export folder: what the exported model was trained with
 
 
 def alignment_for(config, method: str, workdir):
-    """The cached alignment of `method` (built once, on process 0)."""
+    """The cached alignment of `method` (built once, on process 0). Its metadata records the settings that
+    determine it (`alignment_settings`) and their hash: a cached one built with other settings is rebuilt,
+    or refused under resume_policy "refuse"."""
+    settings = alignment_settings(config, method)
+    path = workdir / "alignments" / method
+    recorded = json.loads((path / "alignment.json").read_text()).get("settings") if path.exists() else None
+    reuse = not path.exists() or artifact_is_current(f"alignment {path}", recorded, settings, config.resume_policy)
 
-    def build(path):
-        build_alignment(
-            config.source, config.target_tokenizer, method=method, alpha=config.init.alpha,
-            bridge=config.bridge.model, bridge_prompt=config.bridge.prompt,
-            bridge_batch_size=config.bridge.batch_size, bridge_backend=config.bridge.backend,
-            cache_dir=config.bridge.cache_dir or default_bridge_cache(),
-            overlap_exact=config.init.overlap_exact, overlap_fuzzy=config.init.overlap_fuzzy,
-            overlap_symbols=config.init.overlap_symbols, seed=config.seed,
-            top_k=config.init.top_k, temperature=config.init.temperature,
-            solve_dtype=config.init.solve_dtype,
-        ).save(path)
+    def build(out):
+        alignment = build_alignment(config.source, config.target_tokenizer, **alignment_kwargs(config, method))
+        alignment.metadata.update(settings=settings, settings_hash=settings_digest(settings))
+        alignment.save(out)
 
-    return run_on_main_process(build, workdir / "alignments" / method, load_fn=Alignment.load)
+    return run_on_main_process(build, path, load_fn=Alignment.load, reuse=reuse)
 
 
 def host_model(model):
@@ -138,7 +140,7 @@ def run_method(job: Job, method: str, run_dir):
     dev = None
     if job.dev_evaluate:
         dev = lambda m: {k: v for k, v in job.dev_evaluate(m, "dev").items() if k in metrics}  # noqa: E731
-    result = trainer.fit(config, model, run_dir, data, evaluate=dev, desc=method)
+    result = trainer.fit(config, model, run_dir, data, evaluate=dev, desc=method, method=method)
     if result.status == "preempted":
         return None, result
     tuned = job.evaluate(result.model, f"{method} fine-tuned") if job.evaluate else {}
@@ -151,13 +153,25 @@ def run_method(job: Job, method: str, run_dir):
     return row, result
 
 
+def run_dirs(config) -> dict:
+    """{method: its training folder}: the workdir for the main method, compare/<method> for the others."""
+    workdir = as_path(config.workdir)
+    return {m: workdir if m == config.init.method else workdir / "compare" / m
+            for m in dict.fromkeys([config.init.method, *config.compare.methods])}
+
+
+def check_settings(config) -> None:
+    """Refuse at once, naming the changed keys, when a run of the workdir was trained with other settings
+    (`trainer.check_resume`; train.py calls it before writing config.json, so that the two always agree)."""
+    for method, run_dir in run_dirs(config).items():
+        trainer.check_resume(config, run_dir, method)
+
+
 def run(config) -> list[dict] | None:
     """Every method of the config in turn; the main one is exported. None when a SIGTERM stopped the run."""
-    workdir = as_path(config.workdir)
     job = prepare(config)
     rows = []
-    for method in dict.fromkeys([config.init.method, *config.compare.methods]):
-        run_dir = workdir if method == config.init.method else workdir / "compare" / method
+    for method, run_dir in run_dirs(config).items():
         row, result = run_method(job, method, run_dir)
         if row is None:
             print(f"preempted during {method!r} at step {result.step}: checkpoint saved; "
@@ -165,14 +179,18 @@ def run(config) -> list[dict] | None:
             return None
         rows.append(row)
         if method == config.init.method and config.export.enabled:
-            export(config, host_model(result.model), job.target_tokenizer)  # every process gathers
+            export(config, host_model(result.model), job.target_tokenizer, result.step)  # every process gathers
     return rows
 
 
-def export(config, model, tokenizer) -> None:
-    """Process 0 writes the export; every process leaves once it is written (the job may end next)."""
+def export(config, model, tokenizer, step: int) -> None:
+    """Process 0 writes the export, with the settings and step it was trained with (EXPORT_SETTINGS, the
+    same record as the checkpoints'); every process leaves once it is written (the job may end next)."""
     if is_main_process():
         out = export_to_hf(model, tokenizer, config.export.dir or as_path(config.workdir) / "export",
                            pooling=config.model.splade_pooling)
+        settings = run_settings(config)
+        (as_path(out) / EXPORT_SETTINGS).write_text(json.dumps(
+            {"settings": settings, "settings_hash": settings_digest(settings), "step": step}, indent=1))
         log.info("exported %s", out)
     barrier("export")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import hashlib
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -132,6 +134,17 @@ def defaults(section: Section) -> ml_collections.ConfigDict:
 def closest(key: str, valid: Iterable[str]) -> str:
     match = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.0)
     return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def settings_digest(settings: Mapping[str, Any]) -> str:
+    """A short hash of a ``{key: value}`` dict of settings (JSON, keys sorted): what keys an artifact."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def changed_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``"key: old -> new"`` for each key of both whose value differs (a key only one side has came or went
+    with a code change, not with the user's settings)."""
+    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(old) if k in new and old[k] != new[k]]
 
 
 def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:

@@ -32,6 +32,7 @@ from sembridge_jax.bridge.encode import BACKENDS, default_bridge_cache
 from sembridge_jax.bridge.frequency import read_texts
 from sembridge_jax.bridge.methods import METHODS, methods_table
 from sembridge_jax.bridge.settings import BRIDGE, INIT
+from sembridge_jax.cli import EXIT_CODES, run_cli
 from sembridge_jax.config import load_config
 from sembridge_jax.hf import load_pretrained, save_pretrained
 from sembridge_jax.hf.tokenizer import load_tokenizer
@@ -143,7 +144,8 @@ def _init_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sembridge_jax.bridge", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m sembridge_jax.bridge", description=__doc__.split("\n\n")[0],
+                                 epilog=EXIT_CODES)
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="alignment + initialised model", epilog=_methods_help(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -207,5 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli() -> int:
+    """The console entry point: ``main`` with one error line and the documented exit codes."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

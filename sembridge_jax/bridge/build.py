@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections import Counter
@@ -114,6 +115,22 @@ def alignment_kwargs(config, method: str | None = None) -> dict:
     return {"bridge": b.model, "bridge_prompt": b.prompt, "bridge_batch_size": b.batch_size,
             "bridge_backend": b.backend, "cache_dir": b.cache_dir or default_bridge_cache(), "seed": config.seed,
             **{k: config.init[k] for k in INIT.fields}, **({"method": method} if method else {})}
+
+
+# build_alignment arguments that change how fast an alignment is made, not what it holds.
+NOT_DETERMINING = ("bridge_batch_size", "cache_dir")
+
+
+def alignment_settings(config, method: str | None = None) -> dict:
+    """What determines the alignment of `method` under a run config (its cache key): the source and target,
+    the seed and every `init.*` / `bridge.*` argument the method reads (no bridge for a method without one;
+    alpha as the method resolves it, so a fixed-alpha method ignores init.alpha)."""
+    kwargs = alignment_kwargs(config, method)
+    name, spec = get_method(kwargs["method"])
+    out = {"source": config.source, "target_tokenizer": config.target_tokenizer, **kwargs, "method": name,
+           "alpha": spec.resolve_alpha(kwargs["alpha"])}
+    drop = NOT_DETERMINING + (() if spec.needs_bridge else ("bridge", "bridge_prompt", "bridge_backend"))
+    return json.loads(json.dumps({k: v for k, v in out.items() if k not in drop}, default=str))
 
 
 def build_alignment_from_config(config, method: str | None = None) -> Alignment:

@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sembridge_jax.cli import EXIT_CODES, run_cli
 from sembridge_jax.export.checkpoint import load_model_from_checkpoint
 from sembridge_jax.export.writer import export_to_hf
 from sembridge_jax.hf.load import load_pretrained
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sembridge_jax.export", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m sembridge_jax.export", description=__doc__.split("\n")[0],
+                                epilog=EXIT_CODES)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", help="Hugging Face folder or hub id to export")
     src.add_argument("--checkpoint", help="training workdir, local or gs:// (or one of its compare/<method> run folders)")
@@ -50,5 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli() -> int:
+    """The console entry point: ``main`` with one error line and the documented exit codes."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

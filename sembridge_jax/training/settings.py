@@ -106,4 +106,7 @@ CHECKPOINT = Section({
     "every_steps": Field(500, "save every N steps (and at the end)", ge=1),
     "keep": Field(2, "most recent checkpoints kept", ge=1),
     "async_save": Field(True, "write checkpoints in the background"),
+    "restart_from": Field(None, "when the settings changed since the newest checkpoint: continue from this step "
+                          "with the new ones (later steps set aside; e.g. a lower learning rate after a NaN stop)",
+                          type=int, optional=True, ge=0),
 })

@@ -32,7 +32,7 @@ from sembridge_jax.models.state import ParamLayout, merge_model, split_model
 from sembridge_jax.storage import as_path
 from sembridge_jax.training import losses, optim, sharding
 from sembridge_jax.training.batches import Prefetcher
-from sembridge_jax.training.checkpoint import Checkpointer
+from sembridge_jax.training.checkpoint import CHECKPOINT_DIR, Checkpointer
 from sembridge_jax.training.distributed import preemption_sync_manager
 from sembridge_jax.training.monitor import (
     MetricsWriter,
@@ -42,6 +42,7 @@ from sembridge_jax.training.monitor import (
     plot_curves,
     progress_bar,
 )
+from sembridge_jax.training.run_settings import prepare_resume, run_settings
 
 log = logging.getLogger(__name__)
 
@@ -237,17 +238,35 @@ class PreemptionFlag:
         raise TypeError("ask PreemptionFlag.reached(step) once per step")
 
 
-def check_finite(step: int, metrics: Mapping[str, float]) -> None:
-    """Stop the run on a NaN/inf loss or gradient norm, naming the step and the bad values."""
+def check_finite(step: int, metrics: Mapping[str, float], saved_step: int = 0, learning_rate: float = 0.0) -> None:
+    """Stop the run on a NaN/inf loss or gradient norm, naming the step, the bad values and how to restart
+    from the newest checkpoint (``saved_step``, 0: none) with other settings."""
     bad = {k: v for k, v in metrics.items() if k in ("loss", "grad_norm") and not np.isfinite(v)}
-    if bad:
-        raise FloatingPointError(
-            f"non-finite training values at step {step}: {bad}; stopping without saving this state "
-            "(the last checkpoint is left as it was). Lower train.learning_rate or check the data."
-        )
+    if not bad:
+        return
+    lower = f"--config.train.learning_rate={learning_rate / 2:g}" if learning_rate else "a lower --config.train.learning_rate"
+    how = (f"The newest good checkpoint is step {saved_step}: to continue from it with other settings, rerun the "
+           f"same command with e.g. {lower} --config.checkpoint.restart_from={saved_step}" if saved_step else
+           f"No checkpoint was saved yet: rerun with e.g. {lower} (the run starts over)")
+    raise FloatingPointError(f"non-finite training values at step {step}: {bad}; stopped without saving this "
+                             f"state. {how}, or check the data.")
 
 
 # ----------------------------------------------------------------------------- the loop
+
+
+def check_resume(config, workdir: str | os.PathLike, method: str | None = None) -> None:
+    """``fit``'s refusal of changed settings, alone and cheap (checkpoint metadata only), so that a job can
+    refuse before any work; whatever ``restart_from`` / ``resume_policy="new_run"`` set aside, ``fit`` does."""
+    if config.resume_policy == "new_run" or config.checkpoint.restart_from is not None:
+        return
+    if not (as_path(workdir) / CHECKPOINT_DIR).exists():
+        return
+    ckpt = Checkpointer(workdir, read_only=True)
+    try:
+        prepare_resume(config, ckpt, run_settings(config, method))
+    finally:
+        ckpt.close()
 
 
 @dataclasses.dataclass
@@ -270,6 +289,7 @@ def fit(
     objective: Callable | None = None,
     mesh: Mesh | None = None,
     desc: str = "train",
+    method: str | None = None,
 ) -> FitResult:
     """Fine-tune ``model`` for ``config.train.num_steps`` steps, resuming from ``workdir``'s newest
     checkpoint (parameters, optimiser state, step, data position; the RNG is the seed, stored).
@@ -278,7 +298,10 @@ def fit(
     ``restore(state)`` (``training.batches.TrainData``); a background thread makes and places its
     batches ``train.prefetch`` steps ahead (``batches.Prefetcher``). ``evaluate(model) -> {metric: value}``
     runs every ``train.eval_every`` steps (0 = never here). Checkpoints every ``checkpoint.every_steps``
-    and at the end; on SIGTERM saves at once and returns with status "preempted".
+    and at the end; on SIGTERM saves at once and returns with status "preempted". Each checkpoint records
+    the run's settings (``run_settings.run_settings``; ``method`` replaces init.method); a resume with other
+    settings refuses naming them, unless ``checkpoint.restart_from`` / ``resume_policy="new_run"`` say what
+    to do (``run_settings.prepare_resume``). A broken newest checkpoint is skipped (``restore_newest``).
 
     The host waits for the devices only at log, evaluation and save steps: the metrics stay on the
     devices in between (``monitor.StepMetrics``), and ``metrics.jsonl`` gets their means over the
@@ -298,12 +321,14 @@ def fit(
     )
     ckpt = Checkpointer(workdir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep,
                         async_save=config.checkpoint.async_save)
-    start = ckpt.latest_step()
-    if start is None:
+    settings = run_settings(config, method)
+    prepare_resume(config, ckpt, settings)  # refuses changed settings, or sets steps aside as told
+    restored = ckpt.restore_newest(sharded.abstract_state)  # skips (and moves aside) broken newer steps
+    if restored is None:
         state = init_state(params, tx, sharded.state_sharding)
         start, last = 0, {}
     else:
-        state, data_state, meta = ckpt.restore(start, sharded.abstract_state)
+        start, state, data_state, meta = restored
         if meta.get("seed", config.seed) != config.seed:
             raise ValueError(f"{ckpt.directory} was written with seed {meta['seed']}, config.seed is {config.seed}: "
                              "use a fresh workdir or the same seed")
@@ -314,7 +339,7 @@ def fit(
     writer = MetricsWriter(workdir, resume_step=start)
     meter, profile = StepMetrics(), ProfileWindow(workdir, tcfg.profile_steps)
     place = lambda batch: sharded.put_batch(micro_batches(batch, tcfg.grad_accum_steps))
-    step, status = start, "done"
+    step, status, saved_step = start, "done", start
     try:
         with PreemptionFlag() as preempted, progress_bar(tcfg.num_steps, start, desc) as bar, \
                 Prefetcher(data, place, tcfg.prefetch) as batches:
@@ -334,7 +359,7 @@ def fit(
                     # The only host sync: the NaN guard sees every step since the previous one
                     # before anything is written, evaluated or saved.
                     last, bad_step = meter.fetch()
-                    check_finite(bad_step or step, last)
+                    check_finite(bad_step or step, last, saved_step, tcfg.learning_rate)
                 if log_now:
                     writer.write(step, last)
                     bar.set_postfix(bar_postfix(last), refresh=False)
@@ -342,8 +367,9 @@ def fit(
                 if eval_now:
                     writer.write(step, evaluate(merge_model(layout, state["params"])), prefix="dev/")
                 if save_now:
-                    meta = {"loss": last["loss"], "seed": config.seed, "metrics": last}
+                    meta = {"loss": last["loss"], "seed": config.seed, "metrics": last, "settings": settings}
                     ckpt.save(step, state, batches.state(), meta, force=True)
+                    saved_step = step
                 if stop:
                     status = "preempted"
                     log.warning("SIGTERM: saved step %d to %s; rerun the same command to resume", step, ckpt.directory)
