@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sembridge_jax.data.examples import READERS
+from sembridge_jax.data.sources import READERS
 from sembridge_jax.schema import Field, Section
 
 
@@ -16,10 +16,28 @@ def _train_rules(c):
     qrels = Path(t.path) / "qrels" / f"{t.split}.tsv"
     if t.type == "beir" and t.path and not qrels.is_file():
         yield "data.train.split", f"has no qrels file {qrels}"
-    if t.num_hard_negatives and t.type == "beir":
-        yield "data.train.num_hard_negatives", "must be 0 for beir sources (qrels hold no negatives)"
-    if t.num_hard_negatives and t.type != "tsv" and not t.negatives_field:
-        yield "data.train.negatives_field", "must be set when num_hard_negatives > 0"
+    if t.mine_negatives:
+        yield from _mining_rules(c)
+    else:
+        if t.num_hard_negatives and t.type == "beir":
+            yield "data.train.num_hard_negatives", ("must be 0 for beir sources (qrels hold no negatives) "
+                                                    "unless data.train.mine_negatives")
+        if t.num_hard_negatives and t.type != "tsv" and not t.negatives_field:
+            yield "data.train.negatives_field", "must be set when num_hard_negatives > 0"
+
+
+def _mining_rules(c):
+    t = c.data.train
+    if t.type != "beir" and not t.corpus:
+        yield "data.train.corpus", (f"must be set for data.train.mine_negatives: a {t.type!r} source has no "
+                                    "documents to mine (a BEIR corpus.jsonl or its folder)")
+    if t.num_hard_negatives < 1:
+        yield "data.train.num_hard_negatives", "must be >= 1 with data.train.mine_negatives (the mined count)"
+    if t.mine_depth < t.mine_skip_top + t.num_hard_negatives:
+        yield "data.train.mine_depth", (f"must be >= mine_skip_top + num_hard_negatives "
+                                        f"({t.mine_skip_top} + {t.num_hard_negatives})")
+    if c.loss.distill != "none":
+        yield "data.train.mine_negatives", f"mined negatives have no teacher scores for loss.distill={c.loss.distill!r}"
 
 
 TRAIN = Section({
@@ -35,7 +53,16 @@ TRAIN = Section({
     "negatives_field": Field("negatives", "field with a list of hard-negative texts; '' = none"),
     "scores_field": Field("scores", "teacher scores [positive, negatives...]; '' = none"),
     "num_hard_negatives": Field(0, "hard negatives per example used in training (static)", ge=0),
-    "title_in_doc": Field(True, "beir: document text = title + ' ' + text"),
+    "title_in_doc": Field(True, "beir and mined negatives: document text = title + ' ' + text"),
+    "corpus": Field("", "BEIR corpus.jsonl (or its folder) to mine negatives from; '' = a beir source's own",
+                    path="input"),
+    "mine_negatives": Field(False, "replace the hard negatives by num_hard_negatives BM25 negatives mined from "
+                                   "the corpus, never a known positive of the query; cached beside the corpus"),
+    "mine_depth": Field(100, "mining: negatives are drawn from the BM25 top mine_depth non-positives", ge=1),
+    "mine_skip_top": Field(0, "mining: drop the first N non-positives of the BM25 ranking (likely unlabelled "
+                              "positives)", ge=0),
+    "seed": Field(0, "seed of the mined negatives' draw; kept apart from `seed` so the data stays put "
+                     "when the training order changes"),
     "tsv_header": Field(False, "tsv: the first line is a header"),
     "skip_bad_lines": Field(False, "skip and count malformed lines instead of failing"),
     "max_examples": Field(0, "keep the first N examples (before shuffling); 0 = all", ge=0),

@@ -30,7 +30,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from sembridge_jax.data.examples import Example, load_examples, read_parallel_tsv
+from sembridge_jax.data.examples import Example, read_parallel_tsv
+from sembridge_jax.data.sources import Miner, load_examples
 
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int, prefix: str = "") -> dict[str, np.ndarray]:
@@ -122,15 +123,16 @@ class TrainData:
     """The training stream of a run: examples (+ parallel pairs), order, tokenisation, state.
 
     `next_batch()` returns this process's numpy batch of the next global step; `state()` /
-    `restore()` cover the training examples and the parallel pairs together.
+    `restore()` cover the training examples and the parallel pairs together. `miner` mines the hard
+    negatives with `data.train.mine_negatives` (the pipeline passes `evaluation.mining.mine_negatives`).
     """
 
     def __init__(self, config, tokenizer, *, process_index: int | None = None,
-                 process_count: int | None = None):
+                 process_count: int | None = None, miner: Miner | None = None):
         if process_index is None or process_count is None:
             process_index, process_count = jax.process_index(), jax.process_count()
         spec = config.data.train
-        loaded = load_examples(spec)
+        loaded = load_examples(spec, miner=miner, workdir=config.workdir)
         self.examples, self.skipped, self.source = loaded.examples, loaded.skipped, loaded.source
         self.tokenizer = tokenizer
         self.max_query_length = config.model.max_query_length

@@ -1,0 +1,131 @@
+"""Training data of issue 12: mined hard negatives through `data.train`, the label-free `corpus` type and
+the query-grouped sampler."""
+import json
+from pathlib import Path
+
+import pytest
+from ml_collections import ConfigDict
+
+from sembridge_jax.config import ConfigError, default_config, validate
+from sembridge_jax.data import sources
+from sembridge_jax.data.examples import DataError
+from sembridge_jax.evaluation import mining
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = [f"w{i}" for i in range(40)]
+
+
+def write_beir(folder: Path) -> Path:
+    """30 documents of 4 words; query qa has 3 positives (d0, d1, d2) sharing its words, d3 is a copy of d0's
+    text under another id; qb and qc share the positive d10 (BEIR split 'train')."""
+    (folder / "qrels").mkdir(parents=True)
+    docs = {f"d{i}": " ".join(WORDS[(i * 3 + k) % 40] for k in range(4)) for i in range(30)}
+    docs["d1"] = "w0 w1 w20 w21"
+    docs["d2"] = "w0 w1 w22 w23"
+    docs["d3"] = docs["d0"]
+    corpus = [json.dumps({"_id": d, "title": "", "text": t}) for d, t in docs.items()]
+    queries = [json.dumps({"_id": q, "text": t}) for q, t in (("qa", "w0 w1"), ("qb", "w30 w31"), ("qc", "w32"))]
+    qrels = ["query-id\tcorpus-id\tscore", "qa\td0\t1", "qa\td1\t1", "qa\td2\t2", "qb\td10\t1", "qc\td10\t1"]
+    for name, lines in (("corpus.jsonl", corpus), ("queries.jsonl", queries), ("qrels/train.tsv", qrels)):
+        (folder / name).write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def spec(**kw) -> ConfigDict:
+    s = default_config().data.train
+    s.update(kw)
+    return s
+
+
+def mined_spec(folder: Path, **kw) -> ConfigDict:
+    return spec(**{"type": "beir", "path": str(folder), "split": "train", "mine_negatives": True,
+                   "num_hard_negatives": 4, "mine_depth": 30, **kw})
+
+
+def known_positives(folder: Path) -> dict[str, set[str]]:
+    out = {}
+    for line in (folder / "qrels" / "train.tsv").read_text().splitlines()[1:]:
+        q, d, g = line.split("\t")
+        if int(g) > 0:
+            out.setdefault(q, set()).add(d)
+    return out
+
+
+@pytest.fixture
+def beir(tmp_path):
+    return write_beir(tmp_path / "beir")
+
+
+def test_mined_negatives_are_never_a_positive(beir):
+    loaded = sources.load_examples(mined_spec(beir), miner=mining.mine_negatives)
+    positives = known_positives(beir)
+    corpus = {json.loads(x)["_id"]: json.loads(x)["text"] for x in (beir / "corpus.jsonl").read_text().splitlines()}
+    assert len(loaded.examples) == 5
+    for e in loaded.examples:
+        assert len(e.negative_ids) == len(e.negatives) == 4 and e.scores is None
+        assert not set(e.negative_ids) & positives[e.query_id]
+        # d3 has d0's text: a copy of a positive is a positive too.
+        assert not {corpus[d] for d in e.negative_ids} & {corpus[d] for d in positives[e.query_id]}
+        assert list(e.negatives) == [corpus[d] for d in e.negative_ids]
+
+
+def test_mining_is_deterministic_and_cached_beside_the_data(beir, tmp_path, monkeypatch):
+    first = sources.load_examples(mined_spec(beir), miner=mining.mine_negatives).examples
+    assert len(list(beir.glob("bm25_negatives_*.json"))) == 1
+    fresh = write_beir(tmp_path / "copy")  # same content elsewhere: same negatives, computed again
+    assert sources.load_examples(mined_spec(fresh), miner=mining.mine_negatives).examples == first
+
+    def no_bm25(*args, **kwargs):
+        raise AssertionError("BM25 ran on a cache hit")
+
+    monkeypatch.setattr(mining, "BM25Retriever", no_bm25)
+    assert sources.load_examples(mined_spec(beir), miner=mining.mine_negatives).examples == first
+    for change in ({"mine_depth": 20}, {"seed": 1}, {"mine_skip_top": 1}, {"num_hard_negatives": 3}):
+        with pytest.raises(AssertionError, match="cache hit"):  # a changed setting misses the cache
+            sources.load_examples(mined_spec(beir, **change), miner=mining.mine_negatives)
+
+
+def test_read_only_data_caches_in_the_workdir(beir, tmp_path, monkeypatch):
+    monkeypatch.setattr(sources.os, "access", lambda path, mode: False)
+    sources.load_examples(mined_spec(beir), miner=mining.mine_negatives, workdir=str(tmp_path / "run"))
+    assert not list(beir.glob("bm25_negatives_*.json"))
+    assert len(list((tmp_path / "run" / "mining").glob("bm25_negatives_*.json"))) == 1
+
+
+def test_jsonl_source_mines_from_a_named_corpus(beir, tmp_path):
+    rows = [{"query": "w0 w1", "positive": "w0 w1 w20 w21"}, {"query": "w0 w1", "positive": "unknown text"},
+            {"query": "w30 w31", "positive": (beir / "corpus.jsonl").read_text().splitlines()[10]}]
+    rows[2]["positive"] = json.loads(rows[2]["positive"])["text"]
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = spec(type="jsonl", path=str(path), corpus=str(beir), mine_negatives=True, num_hard_negatives=3,
+             negatives_field="", scores_field="")
+    out = sources.load_examples(s, miner=mining.mine_negatives).examples
+    assert [e.positive_id for e in out] == ["d1", "", "d10"]  # positives found in the corpus by their text
+    for e in out[:2]:  # the query's known positives: d1 (and the unknown text, which is no document)
+        assert "d1" not in e.negative_ids and len(e.negatives) == 3
+    assert out[0].negative_ids == out[1].negative_ids  # one query, one draw
+    assert "d10" not in out[2].negative_ids
+
+
+@pytest.mark.parametrize("changes,key", [
+    (dict(type="jsonl"), "data.train.corpus"),
+    (dict(num_hard_negatives=0), "data.train.num_hard_negatives"),
+    (dict(mine_depth=3, mine_skip_top=1), "data.train.mine_depth"),
+])
+def test_bad_mining_settings_fail_validation(beir, tmp_path, changes, key):
+    c = default_config()
+    c.source, c.target_tokenizer = str(REPO / "assets" / "splade-tiny-en"), str(REPO / "assets" / "ko-wordpiece-12k")
+    c.data.train.update(mined_spec(beir))
+    validate(c)
+    if changes.get("type") == "jsonl":
+        changes["path"] = str(beir / "corpus.jsonl")
+    c.data.train.update(changes)
+    with pytest.raises(ConfigError, match=key):
+        validate(c)
+
+
+def test_mining_without_a_miner_fails_before_reading(tmp_path):
+    s = mined_spec(tmp_path / "missing")
+    with pytest.raises(DataError, match="mine_negatives: no miner"):
+        sources.load_examples(s)
