@@ -3,8 +3,10 @@ the query-grouped sampler."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ml_collections import ConfigDict
+from train_tiny import NUM_WORDS
 
 from sembridge_jax.config import ConfigError, default_config, validate
 from sembridge_jax.data import sources
@@ -129,3 +131,63 @@ def test_mining_without_a_miner_fails_before_reading(tmp_path):
     s = mined_spec(tmp_path / "missing")
     with pytest.raises(DataError, match="mine_negatives: no miner"):
         sources.load_examples(s)
+
+
+def write_corpus(path: Path, n: int = 24, seed: int = 0) -> Path:
+    """n documents of 10 words w*, titled with two of them (every third one untitled)."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        words = [f"w{x}" for x in rng.choice(NUM_WORDS, 10, replace=False)]
+        lines.append(json.dumps({"_id": f"doc{i}", "title": "" if i % 3 == 2 else " ".join(words[:2]),
+                                 "text": " ".join(words)}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def corpus_spec(path: Path, **kw) -> ConfigDict:
+    return spec(**{"type": "corpus", "corpus": str(path), "span_words": (2, 4), **kw})
+
+
+def test_corpus_type_yields_title_and_span_pairs(tmp_path):
+    path = write_corpus(tmp_path / "corpus.jsonl")
+    docs = {json.loads(x)["_id"]: json.loads(x) for x in path.read_text().splitlines()}
+    loaded = sources.load_examples(corpus_spec(path))
+    kinds = [e.query_id.split("#")[1] for e in loaded.examples]
+    assert kinds.count("title0") == 16 and kinds.count("span0") == 24 and loaded.corpus == {
+        d: {"title": v["title"], "text": v["text"]} for d, v in docs.items()}
+    for e in loaded.examples:
+        doc = docs[e.positive_id]
+        if e.query_id.endswith("#title0"):
+            assert (e.query, e.positive) == (doc["title"], doc["text"])
+        else:  # a span of 2..4 words of the body, taken out of the positive
+            assert 2 <= len(e.query.split()) <= 4 and e.query in doc["text"]
+            assert len(e.positive.split()) == len(doc["title"].split()) + 10 - len(e.query.split())
+    assert sources.load_examples(corpus_spec(path)).examples == loaded.examples
+    assert sources.load_examples(corpus_spec(path, seed=1)).examples != loaded.examples
+    assert len(sources.load_examples(corpus_spec(path, max_examples=5)).examples) == 5
+
+
+def test_corpus_type_mines_negatives_other_than_the_pairs_document(tmp_path):
+    path = write_corpus(tmp_path / "corpus.jsonl")
+    loaded = sources.load_examples(corpus_spec(path, mine_negatives=True, num_hard_negatives=3, mine_depth=10),
+                                   miner=mining.mine_negatives)
+    assert all(len(e.negative_ids) == 3 and e.positive_id not in e.negative_ids for e in loaded.examples)
+    assert len(list(tmp_path.glob("bm25_negatives_*.json"))) == 1
+
+
+def test_corpus_type_bad_inputs(tmp_path):
+    path = write_corpus(tmp_path / "corpus.jsonl")
+    path.write_text(path.read_text() + '{"title": "no id"}\n')
+    with pytest.raises(DataError, match=r"corpus.jsonl:25: expected an object with an '_id'"):
+        sources.load_examples(corpus_spec(path))
+    assert len(sources.load_examples(corpus_spec(path, skip_bad_lines=True)).examples) == 40
+    c = default_config()
+    c.source, c.target_tokenizer = str(REPO / "assets" / "splade-tiny-en"), str(REPO / "assets" / "ko-wordpiece-12k")
+    for changes, key in ((dict(corpus=""), "data.train.corpus"), (dict(corpus=str(tmp_path / "nope.jsonl")),
+                         "data.train.corpus"), (dict(span_words=(5, 2)), "data.train.span_words"),
+                         (dict(pair_kinds=("cloze",)), "data.train.pair_kinds"),
+                         (dict(num_hard_negatives=2), "data.train.num_hard_negatives")):
+        c.data.train.update(corpus_spec(path, **changes))
+        with pytest.raises(ConfigError, match=key):
+            validate(c)

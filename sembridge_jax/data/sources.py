@@ -1,8 +1,10 @@
 """The training examples of a `data.train` spec: the reader of its type, then, with `mine_negatives`,
 BM25 hard negatives from a document collection.
 
-READERS maps `data.train.type` to its reader (data/examples.py). Mining needs the documents: a BEIR
-source brings its corpus, other sources name one with `data.train.corpus`. The miner itself is BM25
+READERS maps `data.train.type` to its reader: data/examples.py for labelled sources, and the label-free
+`corpus` type, pairs made from the documents of `data.train.corpus` alone (data/pairs.py: title -> body,
+span -> document). Mining needs the documents: BEIR and corpus sources bring theirs, other sources name
+one with `data.train.corpus`. The miner itself is BM25
 (evaluation/mining.py, a layer above this one), so the caller passes it in: `load_examples(spec,
 miner=mining.mine_negatives)`. A query's known positives are the documents of every example with that
 query (its id, or its text), and every corpus document whose text equals one of them: the miner never
@@ -18,12 +20,34 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from sembridge_jax.data.examples import LoadedExamples, read_beir, read_hf, read_jsonl, read_tfds, read_tsv
-from sembridge_jax.data.pairs import read_corpus
+from sembridge_jax.data.pairs import corpus_pairs, read_corpus
 from sembridge_jax.data.retrieval import RetrievalDataset
 from sembridge_jax.data.text import DataError
 from sembridge_jax.storage import as_path
 
-READERS = {"jsonl": read_jsonl, "tsv": read_tsv, "beir": read_beir, "hf": read_hf, "tfds": read_tfds}
+
+def read_corpus_pairs(spec) -> LoadedExamples:
+    """The label-free pairs of spec.corpus, seeded by spec.seed (the first max_examples of them).
+
+    Pair n of kind k of document d has the query id 'd#kn' and d as its positive id: the pairs of one
+    document share their positive, which the grouped sampler keeps out of each other's batches.
+    """
+    corpus = read_corpus(spec.corpus, skip_bad_lines=spec.skip_bad_lines)
+    pairs = corpus_pairs(corpus, kinds=tuple(spec.pair_kinds), spans_per_doc=spec.spans_per_doc,
+                         span_words=tuple(spec.span_words), remove_span=spec.remove_span, seed=spec.seed)
+    if spec.max_examples:
+        pairs = pairs[:spec.max_examples]
+    seen, examples = defaultdict(int), []
+    for pair in pairs:
+        n = seen[pair.doc_id, pair.kind]
+        seen[pair.doc_id, pair.kind] += 1
+        examples.append(dataclasses.replace(pair.example, query_id=f"{pair.doc_id}#{pair.kind}{n}",
+                                            positive_id=pair.doc_id))
+    return LoadedExamples(examples, 0, f"{spec.corpus} [label-free pairs]", corpus)
+
+
+READERS = {"jsonl": read_jsonl, "tsv": read_tsv, "beir": read_beir, "hf": read_hf, "tfds": read_tfds,
+           "corpus": read_corpus_pairs}
 
 # mine_negatives(queries, qrels, corpus, *, depth, count, seed, skip_top, cache_dir) -> {qid: [doc id]}
 Miner = Callable[..., Mapping[str, list[str]]]
@@ -86,7 +110,7 @@ def load_examples(spec, *, miner: Miner | None = None, workdir: str = "") -> Loa
         raise DataError("data.train.mine_negatives: no miner given (the pipeline passes "
                         "evaluation.mining.mine_negatives)")
     corpus = read_corpus(spec.corpus, skip_bad_lines=spec.skip_bad_lines) if (
-        spec.mine_negatives and spec.corpus) else None
+        spec.mine_negatives and spec.corpus and spec.type != "corpus") else None
     loaded = READERS[spec.type](spec)
     if not spec.mine_negatives:
         return loaded
