@@ -6,12 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ml_collections import ConfigDict
-from train_tiny import NUM_WORDS
+from train_tiny import NUM_WORDS, tiny_config, tiny_model, tiny_tokenizer
 
 from sembridge_jax.config import ConfigError, default_config, validate
 from sembridge_jax.data import sources
-from sembridge_jax.data.examples import DataError
+from sembridge_jax.data.examples import DataError, Example
 from sembridge_jax.evaluation import mining
+from sembridge_jax.training import trainer
+from sembridge_jax.training.batches import ShardedOrder, TrainData, query_groups
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = [f"w{i}" for i in range(40)]
@@ -191,3 +193,90 @@ def test_corpus_type_bad_inputs(tmp_path):
         c.data.train.update(corpus_spec(path, **changes))
         with pytest.raises(ConfigError, match=key):
             validate(c)
+
+
+def random_examples(rng: np.random.Generator, n_queries: int = 30, n_docs: int = 60, negatives: int = 2):
+    """Examples of queries with 1..4 positives drawn from a small pool (queries share documents), each with
+    hard negatives that are not its own query's positives but may be other queries' positives."""
+    out = []
+    for q in range(n_queries):
+        positives = rng.choice(n_docs, int(rng.integers(1, 5)), replace=False)
+        others = np.setdiff1d(np.arange(n_docs), positives)
+        for d in positives:
+            negs = tuple(f"d{x}" for x in rng.choice(others, negatives, replace=False))
+            out.append(Example(f"query {q}", f"doc {d}", tuple(f"doc {x}" for x in negs), query_id=f"q{q}",
+                               positive_id=f"d{d}", negative_ids=negs))
+    return out
+
+
+def false_negatives(batch, examples) -> list:
+    """(query, document) pairs of a batch where a document of another row is a known positive of the query."""
+    positives = {}
+    for e in examples:
+        positives.setdefault(e.query_id, set()).add(e.positive_id)
+    bad = []
+    for i in batch:
+        for j in batch:
+            if i != j:
+                shown = {examples[j].positive_id, *examples[j].negative_ids}
+                bad += [(examples[i].query_id, d) for d in shown & positives[examples[i].query_id]]
+    return bad
+
+
+def test_grouped_sampler_never_shows_a_query_its_positive_as_a_negative():
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        examples = random_examples(rng, negatives=int(rng.integers(0, 3)))
+        batch = int(rng.choice([2, 4, 8]))
+        order = ShardedOrder(len(examples), batch, seed, groups=query_groups(examples))
+        twin = ShardedOrder(len(examples), batch, seed, groups=query_groups(examples))
+        for epoch in range(3):
+            plan = order.batches(epoch)
+            assert len(plan) and len(set(plan.ravel().tolist())) == plan.size  # no example twice in an epoch
+            for rows in plan:
+                assert not false_negatives(rows.tolist(), examples)
+            np.testing.assert_array_equal(plan, twin.batches(epoch))  # same seed, same order
+        plain = ShardedOrder(len(examples), batch, seed).batches(0)
+        assert any(false_negatives(rows.tolist(), examples) for rows in plain)  # the property is not vacuous
+
+
+def test_grouped_sampler_resumes_exactly_and_keeps_the_plain_order_without_conflicts():
+    rng = np.random.default_rng(0)
+    examples = random_examples(rng)
+    order = ShardedOrder(len(examples), 4, 3, groups=query_groups(examples))
+    for _ in range(len(order.batches(0)) - 2):  # stop two batches before the end of epoch 0
+        order.next_indices()
+    state = json.loads(json.dumps(order.state()))
+    expected = [order.next_indices() for _ in range(6)]  # crosses into epoch 1
+    resumed = ShardedOrder(len(examples), 4, 3, groups=query_groups(examples))
+    resumed.restore(state)
+    assert all((resumed.next_indices() == want).all() for want in expected)
+    with pytest.raises(ValueError, match="out of range"):
+        resumed.restore({"epoch": 0, "index": len(order.batches(0))})
+    # One positive per query, no shared document: the grouping has nothing to do, the order is today's.
+    unique = [Example(f"q {i}", f"d {i}", (f"n {i}",)) for i in range(50)]
+    for seed in range(5):
+        grouped = ShardedOrder(50, 8, seed, groups=query_groups(unique))
+        plain = ShardedOrder(50, 8, seed)
+        for epoch in range(3):
+            np.testing.assert_array_equal(grouped.batches(epoch), plain.batches(epoch))
+
+
+def test_grouped_sampler_fails_early_when_no_batch_can_be_formed():
+    same = [Example("one query", f"doc {i}") for i in range(10)]  # by text: one query, ten positives
+    with pytest.raises(ValueError, match="group_by_query"):
+        ShardedOrder(10, 2, 0, groups=query_groups(same))
+
+
+def test_corpus_type_with_mining_trains_a_tiny_model_end_to_end(tmp_path):
+    """Label-free pairs + mined negatives + grouped batches through the real training loop."""
+    tokenizer = tiny_tokenizer(tmp_path / "tokenizer")
+    config = tiny_config(tmp_path / "run", tmp_path / "unused.jsonl", steps=6)
+    config.data.train.update(corpus_spec(write_corpus(tmp_path / "corpus.jsonl", n=32), mine_negatives=True,
+                                         num_hard_negatives=1, mine_depth=8))
+    data = TrainData(config, tokenizer, process_index=0, process_count=1, miner=mining.mine_negatives)
+    batch = data.next_batch()
+    assert batch["doc_input_ids"].shape == (8, 2, 16)
+    data.restore({"train": {"epoch": 0, "index": 0}})
+    result = trainer.fit(config, tiny_model(len(tokenizer)), tmp_path / "run", data)
+    assert result.status == "done" and result.step == 6 and np.isfinite(result.last_metrics["loss"])

@@ -78,6 +78,9 @@ TRAIN = Section({
     "mine_depth": Field(100, "mining: negatives are drawn from the BM25 top mine_depth non-positives", ge=1),
     "mine_skip_top": Field(0, "mining: drop the first N non-positives of the BM25 ranking (likely unlabelled "
                               "positives)", ge=0),
+    "group_by_query": Field(True, "batches never show a query one of its known positives as a negative (an "
+                                  "example that would waits for a later batch); data whose queries have one "
+                                  "positive each and share no document keeps the plain shuffled order"),
     "seed": Field(0, "seed of the corpus pairs' spans and of the mined negatives' draw; kept apart from "
                      "`seed` so the data stays put when the training order changes"),
     "tsv_header": Field(False, "tsv: the first line is a header"),
