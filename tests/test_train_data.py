@@ -129,6 +129,15 @@ def test_bad_mining_settings_fail_validation(beir, tmp_path, changes, key):
         validate(c)
 
 
+def test_mined_negatives_cannot_be_distilled(beir):
+    c = default_config()
+    c.source, c.target_tokenizer = str(REPO / "assets" / "splade-tiny-en"), str(REPO / "assets" / "ko-wordpiece-12k")
+    c.data.train.update(mined_spec(beir))
+    c.loss.distill = "margin_mse"
+    with pytest.raises(ConfigError, match="data.train.mine_negatives.*no teacher scores"):
+        validate(c)
+
+
 def test_mining_without_a_miner_fails_before_reading(tmp_path):
     s = mined_spec(tmp_path / "missing")
     with pytest.raises(DataError, match="mine_negatives: no miner"):
