@@ -29,6 +29,7 @@ from sembridge_jax.config import check_lengths
 from sembridge_jax.data.retrieval import load_eval_dataset
 from sembridge_jax.evaluation.encode import CorpusEncoder
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_encoder
+from sembridge_jax.evaluation.mining import mine_negatives
 from sembridge_jax.export.writer import export_to_hf
 from sembridge_jax.hf.load import load_pretrained
 from sembridge_jax.hf.tokenizer import load_tokenizer
@@ -134,7 +135,7 @@ def run_method(job: Job, method: str, run_dir):
     metrics = tuple(config.eval.metrics)
     # Evaluations are not stored: a rerun recomputes them from the encoding cache (<workdir>/eval_cache).
     zero = job.evaluate(model, f"{method} zero-shot") if job.evaluate else {}
-    data = TrainData(config, job.target_tokenizer)
+    data = TrainData(config, job.target_tokenizer, miner=mine_negatives)
     if data.skipped:
         log.warning("%s: skipped %d bad training records", data.source, data.skipped)
     dev = None

@@ -7,7 +7,8 @@ import pytest
 from ml_collections import ConfigDict
 
 from sembridge_jax.config import default_config, load_config
-from sembridge_jax.data.examples import DataError, load_examples, read_parallel_tsv
+from sembridge_jax.data.examples import DataError, read_parallel_tsv
+from sembridge_jax.data.sources import load_examples
 from sembridge_jax.training.batches import ShardedOrder, TrainData, encode_examples, tokenize
 
 REPO = Path(__file__).resolve().parents[1]

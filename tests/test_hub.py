@@ -316,7 +316,7 @@ def paper_train_spec(**changes):
 
 def test_paper_training_reader_reads_webfaq(hub):
     """The training reader of the paper configs: data.examples.read_hf on PaDaS-Lab/webfaq."""
-    from sembridge_jax.data.examples import load_examples
+    from sembridge_jax.data.sources import load_examples
 
     loaded = load_examples(paper_train_spec())
     assert [(e.query, e.positive) for e in loaded.examples] == [(r[3], r[4]) for r in WEBFAQ_KOR_ROWS]
@@ -327,7 +327,7 @@ def test_paper_training_reader_streams_a_slice(hub):
     """data.train.max_examples streams: ranged reads of the parquet file, nothing saved in the datasets cache."""
     import datasets.config as dcfg
 
-    from sembridge_jax.data.examples import load_examples
+    from sembridge_jax.data.sources import load_examples
 
     loaded = load_examples(paper_train_spec(max_examples=2))
     assert [(e.query, e.positive) for e in loaded.examples] == [(r[3], r[4]) for r in WEBFAQ_KOR_ROWS[:2]]
@@ -338,7 +338,8 @@ def test_paper_training_reader_streams_a_slice(hub):
 
 
 def test_paper_training_reader_names_the_split_on_error(hub):
-    from sembridge_jax.data.examples import DataError, load_examples
+    from sembridge_jax.data.examples import DataError
+    from sembridge_jax.data.sources import load_examples
 
     with pytest.raises(DataError, match=r"hf:PaDaS-Lab/webfaq/kor \[train\].*default"):
         load_examples(paper_train_spec(split="train"))

@@ -324,7 +324,7 @@ def _bad_training_file(path: Path) -> Path:
 
 def test_training_jsonl_non_utf8_named_and_skippable(tmp_path):
     from sembridge_jax.config import default_config
-    from sembridge_jax.data.examples import load_examples
+    from sembridge_jax.data.sources import load_examples
     from sembridge_jax.data.text import DataError
 
     c = default_config()
@@ -368,7 +368,7 @@ def test_beir_records_named_by_file_and_line(tmp_path, part, lines, needle):
 
 def test_beir_training_source_skips_bad_lines(tmp_path, caplog):
     from sembridge_jax.config import default_config
-    from sembridge_jax.data.examples import load_examples
+    from sembridge_jax.data.sources import load_examples
     from sembridge_jax.data.text import DataError
 
     folder = _beir(tmp_path / "b")

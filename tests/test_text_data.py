@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from sembridge_jax.data.examples import DataError, load_examples, read_parallel_tsv
+from sembridge_jax.data.examples import DataError, read_parallel_tsv
+from sembridge_jax.data.sources import load_examples
 from sembridge_jax.data.text import load_texts
 from tests.test_data import spec
 

@@ -2,7 +2,8 @@
 
 Sources: JSONL / TSV files, BEIR folders (one example per positive qrel), Hugging Face
 datasets and tensorflow-datasets. A malformed record fails with `file:line` (or dataset
-split + row), or is skipped and counted when `skip_bad_lines` is set.
+split + row), or is skipped and counted when `skip_bad_lines` is set. The table of readers per
+`data.train.type` and the loading with mined hard negatives are in data/sources.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from sembridge_jax.data.retrieval import load_beir
@@ -22,13 +22,18 @@ from sembridge_jax.data.text import DataError, numbered_lines
 class Example:
     """One training example: a query, its positive, hard negatives and teacher scores.
 
-    `scores`, when present, holds teacher scores for (positive, *negatives) in that order.
+    `scores`, when present, holds teacher scores for (positive, *negatives) in that order. The ids, where
+    the source has them (BEIR qrels, corpus pairs, mined negatives), identify the query and documents for
+    hard-negative mining and the query-grouped sampler; '' (or no negative_ids) = the text is the identity.
     """
 
     query: str
     positive: str
     negatives: tuple[str, ...] = ()
     scores: tuple[float, ...] | None = None
+    query_id: str = ""
+    positive_id: str = ""
+    negative_ids: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -38,6 +43,7 @@ class LoadedExamples:
     examples: list[Example]
     skipped: int
     source: str  # human-readable description for logs
+    corpus: dict[str, dict[str, str]] | None = None  # {doc id: {"title", "text"}} of a source that has one
 
 
 def _text(value: Any, field: str) -> str:
@@ -84,12 +90,14 @@ def _fit_negatives(example: Example, num_hard_negatives: int) -> Example:
 
 
 def _collect(records: Iterable[tuple[str, Callable[[], Example]]], spec, source: str,
-             ) -> LoadedExamples:
-    """Build examples from (location, thunk) pairs, failing or skipping on bad records."""
+             corpus: dict[str, dict[str, str]] | None = None) -> LoadedExamples:
+    """Build examples from (location, thunk) pairs, failing or skipping on bad records. With
+    mine_negatives the source's own negatives are kept whole: mining replaces them (data/sources.py)."""
     examples, skipped = [], 0
+    wanted = 0 if spec.get("mine_negatives") else spec.num_hard_negatives
     for where, make in records:
         try:
-            example = _fit_negatives(make(), spec.num_hard_negatives)
+            example = _fit_negatives(make(), wanted)
         except (ValueError, TypeError, KeyError) as err:
             if not spec.skip_bad_lines:
                 raise DataError(f"{where}: {err}") from None
@@ -100,7 +108,7 @@ def _collect(records: Iterable[tuple[str, Callable[[], Example]]], spec, source:
             break
     if not examples:
         raise DataError(f"{source}: no usable examples ({skipped} bad records skipped)")
-    return LoadedExamples(examples, skipped, source)
+    return LoadedExamples(examples, skipped, source, corpus)
 
 
 def _decoded(line: str | None) -> str:
@@ -169,10 +177,11 @@ def read_beir(spec) -> LoadedExamples:
                 def make(qid=qid, docid=docid):
                     if docid not in texts:
                         raise ValueError(f"corpus id {docid!r} not in corpus.jsonl")
-                    return Example(_text(data.queries[qid], "query"), _text(texts[docid], "document"))
+                    return Example(_text(data.queries[qid], "query"), _text(texts[docid], "document"),
+                                   query_id=qid, positive_id=docid)
                 yield f"{qrels_path} (query {qid}, doc {docid})", make
 
-    return _collect(records(), spec, f"{folder} [{spec.split}]")
+    return _collect(records(), spec, f"{folder} [{spec.split}]", data.corpus)
 
 
 def read_hf(spec) -> LoadedExamples:
@@ -224,26 +233,6 @@ def read_tfds(spec) -> LoadedExamples:
             yield f"{label} row {i}", (lambda i=i: _record_to_example(dict(source[i]), spec))
 
     return _collect(records(), spec, label)
-
-
-READERS = {"jsonl": read_jsonl, "tsv": read_tsv, "beir": read_beir, "hf": read_hf, "tfds": read_tfds}
-
-
-def load_examples(spec) -> LoadedExamples:
-    """Read the examples of a validated `data.train` spec (see data/settings.py)."""
-    return READERS[spec.type](spec)
-
-
-def first_records_problem(spec, n: int = 20) -> str | None:
-    """What stops the first `n` usable records of a jsonl / tsv `data.train` source from being read (the
-    reader's own checks: encoding, JSON, fields, negatives), or None: a config-time check, before any work."""
-    if spec.type not in ("jsonl", "tsv") or not spec.path or not Path(spec.path).is_file():
-        return None
-    try:
-        READERS[spec.type](SimpleNamespace(**{**spec.to_dict(), "max_examples": n}))
-    except DataError as err:
-        return str(err)
-    return None
 
 
 def read_parallel_tsv(path: str | Path, *, max_pairs: int = 0, skip_bad_lines: bool = False,

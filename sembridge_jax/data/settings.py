@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sembridge_jax.data.examples import READERS, first_records_problem
+from sembridge_jax.data.pairs import PAIR_KINDS
 from sembridge_jax.data.retrieval import beir_split_problem
+from sembridge_jax.data.sources import READERS, first_records_problem
 from sembridge_jax.schema import Field, Section
 
 
@@ -14,16 +15,44 @@ def _train_rules(c):
         yield "data.train.path", f"must be set for data.train.type={t.type!r}"
     if t.type in ("hf", "tfds") and not t.name:
         yield "data.train.name", f"must be set for data.train.type={t.type!r}"
+    if t.type == "corpus" and not t.corpus:
+        yield "data.train.corpus", "must be set for data.train.type='corpus' (a BEIR corpus.jsonl or its folder)"
+    if t.type == "corpus" and "title" not in t.pair_kinds and not t.spans_per_doc:
+        yield "data.train.spans_per_doc", "must be >= 1 when pair_kinds has no 'title' (no pair otherwise)"
     qrels = Path(t.path) / "qrels" / f"{t.split}.tsv"
     if t.type == "beir" and t.path and not qrels.is_file():
         yield "data.train.split", f"has no qrels file {qrels}"
-    if t.num_hard_negatives and t.type == "beir":
-        yield "data.train.num_hard_negatives", "must be 0 for beir sources (qrels hold no negatives)"
-    if t.num_hard_negatives and t.type != "tsv" and not t.negatives_field:
-        yield "data.train.negatives_field", "must be set when num_hard_negatives > 0"
+    if t.mine_negatives:
+        yield from _mining_rules(c)
+    else:
+        if t.num_hard_negatives and t.type in ("beir", "corpus"):
+            yield "data.train.num_hard_negatives", (f"must be 0 for {t.type} sources (they hold no negatives) "
+                                                    "unless data.train.mine_negatives")
+        if t.num_hard_negatives and t.type not in ("tsv", "beir", "corpus") and not t.negatives_field:
+            yield "data.train.negatives_field", "must be set when num_hard_negatives > 0"
     problem = first_records_problem(t)
     if problem:
         yield "data.train.path", f"cannot be read: {problem}"
+
+
+def _mining_rules(c):
+    t = c.data.train
+    if t.type not in ("beir", "corpus") and not t.corpus:
+        yield "data.train.corpus", (f"must be set for data.train.mine_negatives: a {t.type!r} source has no "
+                                    "documents to mine (a BEIR corpus.jsonl or its folder)")
+    if t.num_hard_negatives < 1:
+        yield "data.train.num_hard_negatives", "must be >= 1 with data.train.mine_negatives (the mined count)"
+    if t.mine_depth < t.mine_skip_top + t.num_hard_negatives:
+        yield "data.train.mine_depth", (f"must be >= mine_skip_top + num_hard_negatives "
+                                        f"({t.mine_skip_top} + {t.num_hard_negatives})")
+    if c.loss.distill != "none":
+        yield "data.train.mine_negatives", f"mined negatives have no teacher scores for loss.distill={c.loss.distill!r}"
+
+
+def _span_words(value):
+    if len(value) != 2 or not all(isinstance(v, int) for v in value) or not 1 <= value[0] <= value[1]:
+        return f"must be (min, max) words with 1 <= min <= max, got {tuple(value)}"
+    return None
 
 
 TRAIN = Section({
@@ -39,7 +68,25 @@ TRAIN = Section({
     "negatives_field": Field("negatives", "field with a list of hard-negative texts; '' = none"),
     "scores_field": Field("scores", "teacher scores [positive, negatives...]; '' = none"),
     "num_hard_negatives": Field(0, "hard negatives per example used in training (static)", ge=0),
-    "title_in_doc": Field(True, "beir: document text = title + ' ' + text"),
+    "title_in_doc": Field(True, "beir and mined negatives: document text = title + ' ' + text"),
+    "corpus": Field("", "BEIR corpus.jsonl (or its folder): the documents of type 'corpus', and the ones "
+                        "mine_negatives draws from ('' = a beir source's own)", path="input"),
+    "pair_kinds": Field(PAIR_KINDS, "corpus: label-free pairs, 'title' -> body and/or 'span' -> document "
+                                    "(inverse cloze)", choices=PAIR_KINDS),
+    "spans_per_doc": Field(1, "corpus: span pairs per document", ge=0),
+    "span_words": Field((8, 24), "corpus: (min, max) words of a span query, at most half of the body",
+                        check=_span_words),
+    "remove_span": Field(True, "corpus: the positive of a span pair leaves the span out (inverse cloze)"),
+    "mine_negatives": Field(False, "replace the hard negatives by num_hard_negatives BM25 negatives mined from "
+                                   "the corpus, never a known positive of the query; cached beside the corpus"),
+    "mine_depth": Field(100, "mining: negatives are drawn from the BM25 top mine_depth non-positives", ge=1),
+    "mine_skip_top": Field(0, "mining: drop the first N non-positives of the BM25 ranking (likely unlabelled "
+                              "positives)", ge=0),
+    "group_by_query": Field(True, "batches never show a query one of its known positives as a negative (an "
+                                  "example that would waits for a later batch); data whose queries have one "
+                                  "positive each and share no document keeps the plain shuffled order"),
+    "seed": Field(0, "seed of the corpus pairs' spans and of the mined negatives' draw; kept apart from "
+                     "`seed` so the data stays put when the training order changes"),
     "tsv_header": Field(False, "tsv: the first line is a header"),
     "skip_bad_lines": Field(False, "skip and count malformed lines instead of failing"),
     "max_examples": Field(0, "keep the first N examples (before shuffling); 0 = all", ge=0),

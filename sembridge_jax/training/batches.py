@@ -3,6 +3,9 @@
 The order of the GLOBAL batch stream depends only on (seed, number of examples, global batch
 size): epoch e uses the permutation `default_rng([seed, e])`, global batch k of an epoch is
 positions [k * B, (k + 1) * B) of it, and the last partial batch of an epoch is dropped.
+With query groups (`data.train.group_by_query`, see `grouped_batches`) the batches are filled from
+the same permutation, skipping an example that would show a query one of its known positives as a
+negative; with nothing to skip they are exactly the plain batches, so the order is unchanged.
 Process p of P takes rows [p * B / P, (p + 1) * B / P) of each global batch, so the processes
 partition the global batch. The iterator position is `{"epoch": e, "index": k}`: save it with
 the checkpoint and `restore` it to continue with exactly the next batch.
@@ -22,15 +25,18 @@ and for the cross-lingual term (parallel pairs, queries length):
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
-from sembridge_jax.data.examples import Example, load_examples, read_parallel_tsv
+from sembridge_jax.data.examples import Example, read_parallel_tsv
+from sembridge_jax.data.sources import Miner, load_examples
 
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int, prefix: str = "") -> dict[str, np.ndarray]:
@@ -46,44 +52,122 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int, prefix: str = "")
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
+@dataclasses.dataclass(frozen=True)
+class QueryGroups:
+    """Per example, as integer keys: the documents it puts into a batch (positive, then hard negatives) and
+    the known positives of its query (the positives of every example with the same query). A document is
+    keyed by its id where the source has one, else by its text; a query by its id, else its text."""
+
+    docs: list[tuple[int, ...]]
+    positives: list[frozenset[int]]
+
+
+def query_groups(examples: Sequence[Example]) -> QueryGroups:
+    keys: dict[tuple[str, str], int] = {}
+
+    def key(kind: str, value: str) -> int:
+        return keys.setdefault((kind, value), len(keys))
+
+    docs = []
+    for e in examples:
+        negatives = [key("id", d) for d in e.negative_ids] or [key("text", t) for t in e.negatives]
+        docs.append((key("id", e.positive_id) if e.positive_id else key("text", e.positive), *negatives))
+    by_query = defaultdict(set)
+    for e, d in zip(examples, docs, strict=True):
+        by_query[e.query_id or e.query].add(d[0])
+    frozen = {q: frozenset(p) for q, p in by_query.items()}
+    return QueryGroups(docs, [frozen[e.query_id or e.query] for e in examples])
+
+
+def grouped_batches(order: np.ndarray, batch_size: int, groups: QueryGroups) -> np.ndarray:
+    """Batches [n, batch_size] of example indices taken in `order`, none holding a document that is a known
+    positive of the query of ANOTHER example in it (another example of the same query, a document two
+    queries share, another example's hard negative): InfoNCE scores every query against every document of
+    the global batch, so such a document would be a false in-batch negative.
+
+    An example that conflicts with the batch being filled waits, in order, and is tried first for the next
+    batches; the epoch ends when no full batch can be formed (the rest is dropped, like the plain order's
+    last partial batch). Without conflicts this is `order[:n * batch_size]` in rows: the plain batches.
+    """
+    out, waiting, upcoming = [], [], iter(order.tolist())
+    while True:
+        chosen, batch_docs, batch_positives, still = [], set(), set(), []
+        for i in waiting:
+            _place(i, chosen, batch_docs, batch_positives, still, batch_size, groups)
+        while len(chosen) < batch_size:
+            i = next(upcoming, None)
+            if i is None:
+                break
+            _place(i, chosen, batch_docs, batch_positives, still, batch_size, groups)
+        waiting = still
+        if len(chosen) < batch_size:
+            return np.asarray(out, np.int64).reshape(len(out), batch_size)
+        out.append(chosen)
+
+
+def _place(i: int, chosen: list, batch_docs: set, batch_positives: set, waiting: list, batch_size: int,
+           groups: QueryGroups) -> None:
+    """Add example i to the batch being filled if it fits there, else to the waiting list."""
+    docs, positives = groups.docs[i], groups.positives[i]
+    if len(chosen) < batch_size and batch_positives.isdisjoint(docs) and batch_docs.isdisjoint(positives):
+        chosen.append(i)
+        batch_docs.update(docs)
+        batch_positives.update(positives)
+    else:
+        waiting.append(i)
+
+
 class ShardedOrder:
     """Deterministic, resumable order of global batches; yields this process's row indices.
 
     `next_indices()` returns the example indices of this process's shard of the next global
-    batch. `state()` / `restore(state)` save and restore the position exactly.
+    batch. `state()` / `restore(state)` save and restore the position exactly. With `groups` the
+    batches of each epoch come from `grouped_batches` (an epoch may then hold fewer batches).
     """
 
     def __init__(self, num_items: int, global_batch: int, seed: int, *,
-                 process_index: int = 0, process_count: int = 1):
+                 process_index: int = 0, process_count: int = 1, groups: QueryGroups | None = None):
         if global_batch % process_count:
             raise ValueError(f"global batch {global_batch} not divisible by {process_count} processes")
         if num_items < global_batch:
             raise ValueError(f"{num_items} examples are fewer than one global batch of {global_batch}")
         if not 0 <= process_index < process_count:
             raise ValueError(f"process_index {process_index} not in [0, {process_count})")
-        self.num_items, self.global_batch, self.seed = num_items, global_batch, seed
+        self.num_items, self.global_batch, self.seed, self.groups = num_items, global_batch, seed, groups
         self.local_batch = global_batch // process_count
         self.offset = process_index * self.local_batch
-        self.batches_per_epoch = num_items // global_batch
         self.epoch, self.index = 0, 0
-        self._perm_epoch, self._perm = -1, None
+        self._plan_epoch, self._plan = -1, None
+        self.batches(0)  # an impossible grouping fails here, before any training
 
     def permutation(self, epoch: int) -> np.ndarray:
-        """The epoch's permutation of all example indices (same on every process)."""
-        if epoch != self._perm_epoch:
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
-            self._perm_epoch = epoch
-        return self._perm
+        """The epoch's permutation of all example indices, which `batches` cuts into batches."""
+        return np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
+
+    def batches(self, epoch: int) -> np.ndarray:
+        """The epoch's global batches [n, global_batch] of example indices (same on every process)."""
+        if epoch != self._plan_epoch:
+            perm = self.permutation(epoch)
+            if self.groups is None:
+                n = self.num_items // self.global_batch
+                plan = perm[:n * self.global_batch].reshape(n, self.global_batch)
+            else:
+                plan = grouped_batches(perm, self.global_batch, self.groups)
+            if not len(plan):
+                raise ValueError(f"epoch {epoch}: no batch of {self.global_batch} examples in which no query "
+                                 "meets one of its known positives as a negative (too few distinct queries; "
+                                 "lower train.batch_size or set data.train.group_by_query=False)")
+            self._plan_epoch, self._plan = epoch, plan
+        return self._plan
 
     def global_indices(self) -> np.ndarray:
         """Indices of the whole next global batch (without advancing)."""
-        start = self.index * self.global_batch
-        return self.permutation(self.epoch)[start:start + self.global_batch]
+        return self.batches(self.epoch)[self.index]
 
     def next_indices(self) -> np.ndarray:
         local = self.global_indices()[self.offset:self.offset + self.local_batch]
         self.index += 1
-        if self.index == self.batches_per_epoch:
+        if self.index == len(self.batches(self.epoch)):
             self.epoch, self.index = self.epoch + 1, 0
         return local
 
@@ -92,9 +176,9 @@ class ShardedOrder:
 
     def restore(self, state: dict[str, Any]) -> None:
         epoch, index = int(state["epoch"]), int(state["index"])
-        if epoch < 0 or not 0 <= index < self.batches_per_epoch:
+        if epoch < 0 or not 0 <= index < len(self.batches(epoch)):
             raise ValueError(f"iterator state {state} out of range "
-                             f"({self.batches_per_epoch} batches per epoch)")
+                             f"({len(self.batches(max(epoch, 0)))} batches in epoch {epoch})")
         self.epoch, self.index = epoch, index
 
 
@@ -122,23 +206,25 @@ class TrainData:
     """The training stream of a run: examples (+ parallel pairs), order, tokenisation, state.
 
     `next_batch()` returns this process's numpy batch of the next global step; `state()` /
-    `restore()` cover the training examples and the parallel pairs together.
+    `restore()` cover the training examples and the parallel pairs together. `miner` mines the hard
+    negatives with `data.train.mine_negatives` (the pipeline passes `evaluation.mining.mine_negatives`).
     """
 
     def __init__(self, config, tokenizer, *, process_index: int | None = None,
-                 process_count: int | None = None):
+                 process_count: int | None = None, miner: Miner | None = None):
         if process_index is None or process_count is None:
             process_index, process_count = jax.process_index(), jax.process_count()
         spec = config.data.train
-        loaded = load_examples(spec)
+        loaded = load_examples(spec, miner=miner, workdir=config.workdir)
         self.examples, self.skipped, self.source = loaded.examples, loaded.skipped, loaded.source
         self.tokenizer = tokenizer
         self.max_query_length = config.model.max_query_length
         self.max_doc_length = config.model.max_doc_length
         self.query_prefix, self.doc_prefix = spec.query_prefix, spec.doc_prefix
         self.with_scores = config.loss.distill != "none"
+        groups = query_groups(self.examples) if spec.group_by_query else None
         self.order = ShardedOrder(len(self.examples), config.train.batch_size, config.seed,
-                                  process_index=process_index, process_count=process_count)
+                                  process_index=process_index, process_count=process_count, groups=groups)
         self.pairs, self.pair_order, self.pairs_skipped = None, None, 0
         if config.loss.xling_weight > 0:
             self.pairs, self.pairs_skipped = read_parallel_tsv(
