@@ -33,6 +33,7 @@ from sembridge_jax.export.settings import EXPORT
 from sembridge_jax.models.settings import MODEL
 from sembridge_jax.schema import ConfigError, Field, Section
 from sembridge_jax.storage import location_problem
+from sembridge_jax.training.connector_settings import CONNECTOR
 from sembridge_jax.training.settings import CHECKPOINT, LOSS, MESH, TRAIN
 
 SCHEMA = Section({
@@ -57,6 +58,7 @@ SCHEMA = Section({
                          choices=method_names),
     }),
     "export": EXPORT,
+    "connector": CONNECTOR,
 })
 FIELDS = dict(schema.walk(SCHEMA))
 
