@@ -34,7 +34,7 @@ from sembridge_jax.config import parse_config_args
 from sembridge_jax.data.examples import read_parallel_tsv
 from sembridge_jax.data.retrieval import RetrievalDataset, load_beir
 from sembridge_jax.evaluation.encode import CorpusEncoder, SparseCollection, vocab_tokens
-from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25, evaluate_encoder, evaluate_sparse
+from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25, evaluate_sparse
 from sembridge_jax.evaluation.report import write_report
 from sembridge_jax.export.connector import save_connector
 from sembridge_jax.hf.load import load_pretrained
@@ -213,18 +213,11 @@ class Job:
         return RetrievalDataset(f"{self.dev.name} queries x {en.name} pages", en.corpus,
                                 {q: self.dev.queries[q] for q in qrels}, qrels)
 
-    def references(self) -> list[dict]:
-        rows = [evaluate_bm25(self.dev, self.eval_settings)]
-        if self.english_index is not None:
-            rows.append(evaluate_encoder(CorpusEncoder(SparseEncoder(self.teacher, self.english_tokenizer)),
-                                         self.english_pages, self.eval_settings, "English model, English queries"))
-        return rows
-
     # -------------------------------------------------------------------------------------- the job
     def run(self) -> list[dict]:
         c, k = self.config, self.config.connector
         model = self.new_model()
-        rows = self.references()
+        rows = [evaluate_bm25(self.dev, self.eval_settings)]
         objectives = {
             "align_en": lambda st: align_objective(AlignSettings(margin=st.margin, nce=st.nce)),
             "align_parallel": lambda st: align_objective(AlignSettings(margin=st.margin, nce=st.nce)),

@@ -2,6 +2,7 @@
 stages through `trainer.fit`, evaluation rows, frozen weights untouched, export loaded by
 `SparseEncoder.from_pretrained` with the job's vectors; config errors name the key or file."""
 import json
+import shutil
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -11,8 +12,11 @@ import pytest
 from sembridge_jax.api import SparseEncoder
 from sembridge_jax.config import load_config
 from sembridge_jax.connector import Job
+from sembridge_jax.export.connector import connector_weights
 from sembridge_jax.schema import ConfigError
 from tests.train_tiny import NUM_WORDS, SPECIALS, tiny_beir
+
+pytestmark = pytest.mark.slow  # three stages compiled and trained, evaluated and exported twice
 
 CONFIG = '''from pathlib import Path
 from sembridge_jax.config import default_config
@@ -77,10 +81,14 @@ def setup(tmp_path_factory) -> Path:
     return root
 
 
-def test_job_end_to_end(setup):
-    config = load_config(setup / "cfg.py")
-    job = Job(config)
-    rows = job.run()
+@pytest.fixture(scope="module")
+def finished(setup):
+    job = Job(load_config(setup / "cfg.py"))
+    return job, job.run()
+
+
+def test_job_end_to_end(setup, finished):
+    job, rows = finished
     work = setup / "work"
     for stage in ("align_en", "align_parallel", "retrieval"):
         assert (work / "stages" / stage / "metrics.jsonl").is_file()
@@ -101,6 +109,22 @@ def test_job_end_to_end(setup):
     ref = np.asarray(job.model.splade_from_states(job.bridge.sequence_output(ids, mask), mask))
     np.testing.assert_allclose(got, ref, atol=1e-5)
     assert (ref > 0).any()
+
+
+def test_killed_stage_resumes_bit_identical(setup, finished):
+    """A run killed after the retrieval stage's step-2 checkpoint (step 3 never saved) resumes there and ends
+    with exactly the weights of the uninterrupted run."""
+    job, _ = finished
+    before = connector_weights(job.model)
+    checkpoints = setup / "work" / "stages" / "retrieval" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir() if p.name.isdigit()) == ["2", "3"]
+    shutil.rmtree(checkpoints / "3")
+    again = Job(load_config(setup / "cfg.py"))
+    again.run()
+    after = connector_weights(again.model)
+    assert before.keys() == after.keys()
+    for k in before:
+        np.testing.assert_array_equal(before[k], after[k], err_msg=k)
 
 
 def test_config_errors(setup, tmp_path):
