@@ -47,7 +47,7 @@ def get_config():
     k.align_en.batch_size = 64
     k.align_en.learning_rate = 2e-3
     k.align_en.margin = 1.0
-    k.align_parallel.steps = 250
+    k.align_parallel.steps = 150
     k.align_parallel.batch_size = 64
     k.align_parallel.learning_rate = 1e-3
     k.align_parallel.nce = 0.2

@@ -38,7 +38,7 @@ from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25, eval
 from sembridge_jax.evaluation.report import write_report
 from sembridge_jax.export.connector import save_connector
 from sembridge_jax.hf.load import load_pretrained
-from sembridge_jax.models.connector import ConnectorConfig, ConnectorSparseEncoder
+from sembridge_jax.models.connector import ENGLISH_PARTS, ConnectorConfig, ConnectorSparseEncoder
 from sembridge_jax.training import losses, trainer
 from sembridge_jax.training.connector_data import (
     AlignBatches,
@@ -88,7 +88,9 @@ def english_texts(cfg, seed: int) -> list[str]:
 
 
 def stage_config(config, stage) -> ml_collections.ConfigDict:
-    """The run config with `train` set from a stage section (5 % warmup, cosine decay)."""
+    """The run config with `train` set from a stage section (5 % warmup, cosine decay; the English parts at
+    `connector.english_lr_scale` x the connector's learning rate: at the same rate they collapsed to one
+    input-independent vector within 20 steps of align_en)."""
     c = ml_collections.ConfigDict(config.to_dict())
     c.train.num_steps = stage.steps
     c.train.batch_size = stage.batch_size
@@ -96,6 +98,7 @@ def stage_config(config, stage) -> ml_collections.ConfigDict:
     c.train.warmup_steps = max(1, stage.steps // 20)
     c.train.decay = "cosine"
     c.train.grad_accum_steps = 1
+    c.train.lr_scales = tuple((part, config.connector.english_lr_scale) for part in ENGLISH_PARTS)
     return c
 
 

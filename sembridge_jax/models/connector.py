@@ -38,6 +38,8 @@ from sembridge_jax.models.heads import masked_max_logits, splade_pool
 from sembridge_jax.models.layers import ACTIVATIONS, INIT_STD, LayerNorm, Linear, attention_bias
 
 CONNECTOR_KINDS = ("mlp", "identity")
+# The parts taken over from the English model (attribute names = parameter path prefixes).
+ENGLISH_PARTS = ("position", "token_type", "norm", "layers", "mlm_transform", "mlm_norm")
 
 
 class Frozen(nnx.Variable):

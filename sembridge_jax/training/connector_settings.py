@@ -10,7 +10,7 @@ from sembridge_jax.schema import Field, Section
 
 def _stage(steps: int, batch_size: int, learning_rate: float, **extra) -> Section:
     return Section({
-        "steps": Field(steps, "optimiser steps of the stage; 0 = skip it", ge=0),
+        "steps": Field(steps, "optimiser steps of the stage; 0 = skip it (every stage is off by default)", ge=0),
         "batch_size": Field(batch_size, "texts (or queries) per step, global", ge=1),
         "learning_rate": Field(learning_rate, "peak learning rate (warmup 5 %, cosine decay)", gt=0.0),
         **extra,
@@ -43,6 +43,8 @@ CONNECTOR = Section({
     "n_added": Field(0, "learnable tokens appended after each text (LUSIFER)", ge=0),
     "train_english": Field(True, "train the English layers / MLM transform / input LayerNorm too (the "
                                  "vocabulary rows and output bias never train)"),
+    "english_lr_scale": Field(0.25, "learning-rate factor of the trained English parts (layers, MLM transform, "
+                              "input LayerNorm, positions) relative to the connector", gt=0.0),
     "state_cache": Field("", "cache of bridge states / teacher logits; '' = <workdir>/cache", path="output"),
     "english_index": Field("", "BEIR folder of the English versions of the pages (shared ids): the untouched "
                            "English model's index, for the cross-lingual term and evaluation", path="input"),
@@ -53,12 +55,12 @@ CONNECTOR = Section({
         "max_chars": Field(300, "longer lines are cut into sentences, then to this length", ge=20),
         "max_length": Field(64, "bridge / teacher tokens per alignment text", ge=8),
     }),
-    "align_en": _stage(300, 64, 2e-3, **_align_fields(1.0, 0.0)),
-    "align_parallel": _stage(300, 64, 1e-3, **_align_fields(1.0, 0.2), **{
+    "align_en": _stage(0, 64, 2e-3, **_align_fields(1.0, 0.0)),
+    "align_parallel": _stage(0, 64, 1e-3, **_align_fields(1.0, 0.2), **{
         "max_pairs": Field(4000, "parallel pairs (first N of data.parallel.path)", ge=1),
         "english_mix": Field(1000, "English-only alignment texts mixed into this stage", ge=0),
     }),
-    "retrieval": _stage(120, 32, 3e-4, **{
+    "retrieval": _stage(0, 32, 3e-4, **{
         "lambda_q": Field(1e-2, "FLOPS weight on queries", ge=0.0),
         "lambda_d": Field(5e-3, "FLOPS weight on pages", ge=0.0),
         "flops_warmup_steps": Field(6, "quadratic FLOPS warmup", ge=0),
