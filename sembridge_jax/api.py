@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from flax import nnx
 from tqdm.auto import tqdm
 
+from sembridge_jax.export.connector import is_connector_folder, load_connector
 from sembridge_jax.hf.load import load_pretrained
 from sembridge_jax.hf.save import save_pretrained
 from sembridge_jax.models import EncoderConfig, MaskedLMEncoder
@@ -51,7 +52,11 @@ class SparseEncoder:
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | Path, *, dtype: str = "float32", **config_overrides) -> SparseEncoder:
-        """Load tokenizer + model from a local folder or a hub id (see hf.load.load_pretrained)."""
+        """Load tokenizer + model from a local folder or a hub id (see hf.load.load_pretrained); a connector
+        folder (export/connector.py) gives the connector model with its bridge tokenizer."""
+        if is_connector_folder(path_or_id):
+            model, bridge_tokenizer, _ = load_connector(path_or_id, dtype=dtype)
+            return cls(model, bridge_tokenizer)
         model, tokenizer, _ = load_pretrained(path_or_id, dtype=dtype, **config_overrides)
         return cls(model, tokenizer)
 

@@ -35,6 +35,7 @@ from sembridge_jax.hf.tokenizer import check_tokenizer_location
 from sembridge_jax.models.settings import MODEL
 from sembridge_jax.schema import ConfigError, Field, Section
 from sembridge_jax.storage import location_problem
+from sembridge_jax.training.connector_settings import CONNECTOR
 from sembridge_jax.training.run_settings import RESUME_POLICIES
 from sembridge_jax.training.settings import CHECKPOINT, LOSS, MESH, TRAIN
 
@@ -85,6 +86,7 @@ SCHEMA = Section({
                          choices=method_names),
     }),
     "export": EXPORT,
+    "connector": CONNECTOR,
 }, rules=(_length_rules,))
 FIELDS = dict(schema.walk(SCHEMA))
 

@@ -27,7 +27,7 @@ LAYERS = [
     ("evaluation", ("sembridge_jax.evaluation",)),
     ("export", ("sembridge_jax.export",)),
     ("api", ("sembridge_jax.api", "sembridge_jax.config")),
-    ("pipeline", ("sembridge_jax.pipeline",)),
+    ("pipeline", ("sembridge_jax.pipeline", "sembridge_jax.connector")),
 ]
 CLI = "cli"  # every __main__ module, train.py, evaluate.py and the package facade sembridge_jax/__init__.py
 SCRIPTS = ("train.py", "evaluate.py")

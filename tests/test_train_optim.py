@@ -167,3 +167,20 @@ def test_bfloat16_compute_trains_with_float32_parameters(tmp_path):
     assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(nnx.state(bf16_model, nnx.Param)))
     assert np.isfinite(bf16_losses).all() and bf16_losses[-1] < bf16_losses[0]
     np.testing.assert_allclose(bf16_losses, f32_losses, rtol=3e-2)
+
+
+def test_lr_scales_scale_each_group_and_clip_jointly():
+    import jax.numpy as jnp
+
+    from sembridge_jax.training.optim import lr_scale, make_optimizer
+
+    assert lr_scale("layers.0.ffn_up.kernel", (("layers", 0.25),)) == 0.25
+    assert lr_scale("layersx.w", (("layers", 0.25),)) == 1.0
+    shapes = {"connector.w": (3,), "layers.0.w": (3,)}
+    cfg = train_cfg(weight_decay=0.0, clip_norm=0.0, warmup_steps=0, decay="constant", lr_scales=(("layers", 0.25),))
+    tx, _ = make_optimizer(cfg, shapes, {k: None for k in shapes})
+    params = {k: jnp.ones(s) for k, s in shapes.items()}
+    grads = {k: jnp.array([1.0, -2.0, 3.0]) for k in shapes}
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(np.asarray(updates["layers.0.w"]), 0.25 * np.asarray(updates["connector.w"]), rtol=1e-6)
+    assert np.abs(np.asarray(updates["connector.w"])).min() > 0

@@ -77,7 +77,7 @@ def make_optimizer(
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """AdamW (+ clipping) on the trainable parameters, zero updates (and no Adam state) on frozen ones.
 
-    Reads ``train.{learning_rate,num_steps,warmup_steps,decay,weight_decay,clip_norm,trainable}``.
+    Reads ``train.{learning_rate,num_steps,warmup_steps,decay,weight_decay,clip_norm,trainable,lr_scales}``.
     Returns the transformation and its learning-rate schedule (for logging).
     """
     schedule = learning_rate_schedule(
@@ -86,10 +86,27 @@ def make_optimizer(
     parts = []
     if train_cfg.clip_norm and train_cfg.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(train_cfg.clip_norm))
-    parts.append(optax.adamw(schedule, weight_decay=train_cfg.weight_decay, mask=weight_decay_mask(shapes)))
-    adamw = optax.chain(*parts)
+    decay = weight_decay_mask(shapes)
     mask = trainable_mask(logical_axes, train_cfg.get("trainable", "all"))
+    scales = {k: lr_scale(k, train_cfg.get("lr_scales", ())) for k in shapes}
+    if set(scales.values()) != {1.0}:
+        labels = {k: f"x{scales[k]}" if mask[k] else "frozen" for k in shapes}
+        groups = {f"x{f}": optax.adamw(lambda step, f=f: f * schedule(step), weight_decay=train_cfg.weight_decay,
+                                       mask={k: decay[k] and labels[k] == f"x{f}" for k in shapes})
+                  for f in set(scales.values())}
+        # frozen gradients zeroed, one global-norm clip over the rest, then each group's AdamW at its own rate
+        keep = optax.multi_transform({**{g: optax.identity() for g in groups}, "frozen": optax.set_to_zero()}, labels)
+        return optax.chain(keep, *parts, optax.multi_transform({**groups, "frozen": optax.set_to_zero()}, labels)), \
+            schedule
+    parts.append(optax.adamw(schedule, weight_decay=train_cfg.weight_decay, mask=decay))
+    adamw = optax.chain(*parts)
     if all(mask.values()):
         return adamw, schedule
     labels = {k: "train" if m else "frozen" for k, m in mask.items()}
     return optax.multi_transform({"train": adamw, "frozen": optax.set_to_zero()}, labels), schedule
+
+
+def lr_scale(path: str, scales) -> float:
+    """The learning-rate factor of the parameter at ``path``: the first ``(prefix, factor)`` of ``scales``
+    whose prefix is the path or a leading part of it ("layers" matches "layers.0.ffn_up.kernel"), else 1."""
+    return next((float(f) for prefix, f in scales if path == prefix or path.startswith(prefix + ".")), 1.0)

@@ -56,6 +56,8 @@ TRAIN = Section({
     "clip_norm": Field(1.0, "global gradient-norm clip; 0 = off", ge=0.0),
     "grad_accum_steps": Field(1, "micro-batches per step (must divide batch_size)", ge=1),
     "trainable": Field("all", "'all' | 'vocab' (only vocabulary-row tensors)", choices=TRAINABLE),
+    "lr_scales": Field((), "((path prefix, factor), ...): learning-rate factors by parameter path (first match)",
+                       type=tuple),
     "log_every": Field(10, "write metrics (means since the last write) every N steps", ge=1),
     "eval_every": Field(0, "evaluate on data.dev every N steps; 0 = only at the end", ge=0),
     "prefetch": Field(2, "batches tokenised and placed on the devices ahead by a background thread; 0 = inline",

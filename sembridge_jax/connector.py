@@ -1,0 +1,261 @@
+"""The connector route's whole job (docs/methods.md, "Connector route"): align -> fine-tune -> evaluate -> export.
+
+    python -m sembridge_jax.connector --config configs/connector_ko.py [--workdir DIR] [--config.a.b=value]
+
+Stages, each a `training.trainer.fit` run in `<workdir>/stages/<name>/` (checkpoints, resume, metrics,
+curves; a finished stage is restored, not retrained):
+  align_en        English text only: the connector model reproduces the English SPLADE's raw max logits
+                  for the same English text (MILCO sparse MSE with margin, + optional vector InfoNCE);
+  align_parallel  the target side of parallel pairs against the teacher's logits of the English side
+                  (English texts mixed in);
+  retrieval       InfoNCE + FLOPS on target-language (query, page) pairs, + InfoNCE of the queries against
+                  the untouched English model's vectors of the English pages (cross-lingual term).
+The frozen encoders run once per text (`training.connector_data` caches). After every stage: target ->
+target retrieval and target queries against the English index, through `evaluation.evaluator`; the
+results go to `<workdir>/results.{json,md}`, the model to `<workdir>/export` (`SparseEncoder.from_pretrained`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+import scipy.sparse as sp
+from flax import nnx
+
+from sembridge_jax.api import SparseEncoder
+from sembridge_jax.bridge.encode import bridge_identity, resolve_bridge
+from sembridge_jax.config import parse_config_args
+from sembridge_jax.data.examples import read_parallel_tsv
+from sembridge_jax.data.retrieval import RetrievalDataset, load_beir
+from sembridge_jax.evaluation.encode import CorpusEncoder, SparseCollection, vocab_tokens
+from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25, evaluate_sparse
+from sembridge_jax.evaluation.report import write_report
+from sembridge_jax.export.connector import save_connector
+from sembridge_jax.hf.load import load_pretrained
+from sembridge_jax.models.connector import ENGLISH_PARTS, ConnectorConfig, ConnectorSparseEncoder
+from sembridge_jax.training import losses, trainer
+from sembridge_jax.training.connector_data import (
+    AlignBatches,
+    RaggedStates,
+    RetrievalBatches,
+    bridge_states,
+    encode_states,
+    teacher_logits,
+)
+from sembridge_jax.training.connector_objectives import AlignSettings, align_objective, retrieval_objective
+
+log = logging.getLogger(__name__)
+STAGES = ("align_en", "align_parallel", "retrieval")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _lines(text: str, max_chars: int):
+    """Non-empty lines of `text`; a longer line is split into sentences, each cut to max_chars."""
+    for line in text.split("\n"):
+        line = " ".join(line.split())
+        if len(line) <= max_chars:
+            if line:
+                yield line
+            continue
+        for sentence in _SENTENCE_END.split(line):
+            if sentence:
+                yield sentence[:max_chars]
+
+
+def english_texts(cfg, seed: int) -> list[str]:
+    """The English alignment texts: column 1 of `cfg.tsv` and the lines of `cfg.corpus`'s pages (titles
+    included), deduplicated, a seeded sample of `cfg.max_texts`."""
+    texts: list[str] = []
+    if cfg.tsv:
+        with open(cfg.tsv, encoding="utf-8") as f:
+            texts += [line.split("\t", 1)[0] for i, line in enumerate(f) if i]
+    if cfg.corpus:
+        with open(Path(cfg.corpus) / "corpus.jsonl", encoding="utf-8") as f:
+            for line in f:
+                doc = json.loads(line)
+                texts += [doc.get("title") or "", doc.get("text") or ""]
+    unique = list(dict.fromkeys(t for text in texts for t in _lines(text, cfg.max_chars) if len(t) >= 3))
+    if not unique:
+        raise ValueError(f"connector.english: no English text in {cfg.tsv or ''} {cfg.corpus or ''}")
+    rng = np.random.default_rng(seed)
+    return [unique[i] for i in rng.permutation(len(unique))[:cfg.max_texts]]
+
+
+def stage_config(config, stage) -> ml_collections.ConfigDict:
+    """The run config with `train` set from a stage section (5 % warmup, cosine decay; the English parts at
+    `connector.english_lr_scale` x the connector's learning rate: at the same rate they collapsed to one
+    input-independent vector within 20 steps of align_en)."""
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.train.num_steps = stage.steps
+    c.train.batch_size = stage.batch_size
+    c.train.learning_rate = stage.learning_rate
+    c.train.warmup_steps = max(1, stage.steps // 20)
+    c.train.decay = "cosine"
+    c.train.grad_accum_steps = 1
+    c.train.lr_scales = tuple((part, config.connector.english_lr_scale) for part in ENGLISH_PARTS)
+    return c
+
+
+class Job:
+    """The frozen models, the caches and the datasets of one run; `run()` does the stages (the trained
+    model is `self.model` afterwards)."""
+
+    def __init__(self, config):
+        self.config, k = config, config.connector
+        self.workdir = Path(config.workdir)
+        self.cache = Path(k.state_cache or self.workdir / "cache")
+        self.teacher, self.english_tokenizer, _ = load_pretrained(config.source)  # untouched: targets + index
+        self.teacher_id = bridge_identity(config.source)
+        self.bridge_folder = resolve_bridge(config.bridge.model)
+        self.bridge, self.bridge_tokenizer, _ = load_pretrained(self.bridge_folder)
+        self.bridge_id = bridge_identity(self.bridge_folder)
+        self.eval_settings = EvalSettings(
+            measures=tuple(config.eval.metrics), depth=config.eval.k, batch_size=config.eval.batch_size,
+            query_max_length=config.model.max_query_length, doc_max_length=config.model.max_doc_length,
+            cache_dir=str(self.cache / "eval"))
+        self.dev = load_beir(config.eval.beir, config.eval.split)
+        self.english_index = None
+        if k.english_index:
+            pages = load_beir(k.english_index, config.eval.split)
+            self.english_pages = pages
+            self.english_index = CorpusEncoder(SparseEncoder(self.teacher, self.english_tokenizer)).encode(
+                pages.doc_ids(), pages.doc_texts(), max_length=config.model.max_doc_length,
+                batch_size=config.eval.batch_size, cache_dir=self.eval_settings.cache_dir)
+
+    def states(self, texts, max_length: int, desc: str) -> RaggedStates:
+        return bridge_states(self.bridge, self.bridge_tokenizer, texts, max_length=max_length,
+                             identity=self.bridge_id, cache_dir=self.cache, desc=desc)
+
+    def targets(self, english, max_length: int) -> sp.csr_matrix:
+        return teacher_logits(self.teacher, self.english_tokenizer, english, max_length=max_length,
+                              identity=self.teacher_id, cache_dir=self.cache)
+
+    def new_model(self) -> ConnectorSparseEncoder:
+        c, k = self.config, self.config.connector
+        english, _, _ = load_pretrained(c.source, dtype=c.model.dtype)
+        cfg = ConnectorConfig(english.config, self.bridge.config.hidden_size, kind=k.kind, connector_hidden=k.hidden,
+                              n_added=k.n_added, train_english=k.train_english, dtype=c.model.dtype)
+        return ConnectorSparseEncoder(cfg, nnx.Rngs(c.seed), english=english)
+
+    # -------------------------------------------------------------------------------------- data
+    def align_en_data(self, stage) -> AlignBatches:
+        k = self.config.connector
+        texts = english_texts(k.english, self.config.seed)
+        return AlignBatches(self.states(texts, k.english.max_length, "bridge: English"),
+                            self.targets(texts, k.english.max_length), batch_size=stage.batch_size,
+                            length=k.english.max_length, seed=self.config.seed)
+
+    def align_parallel_data(self, stage) -> AlignBatches:
+        k, c = self.config.connector, self.config
+        pairs, _ = read_parallel_tsv(c.data.parallel.path, max_pairs=stage.max_pairs)
+        english = [p[0] for p in pairs]
+        states = [self.states([p[1] for p in pairs], k.english.max_length, "bridge: parallel")]
+        targets = [self.targets(english, k.english.max_length)]
+        if stage.english_mix and (k.english.tsv or k.english.corpus):
+            mix = english_texts(k.english, c.seed)[:stage.english_mix]
+            states.append(self.states(mix, k.english.max_length, "bridge: English"))
+            targets.append(self.targets(mix, k.english.max_length))
+        return AlignBatches(RaggedStates.concat(states), sp.vstack(targets, format="csr"),
+                            batch_size=stage.batch_size, length=k.english.max_length, seed=c.seed)
+
+    def retrieval_data(self, stage) -> RetrievalBatches:
+        c = self.config
+        train = load_beir(c.data.train.path, c.data.train.split)
+        qids, dids = list(train.queries), train.doc_ids()
+        q_row, d_row = {q: i for i, q in enumerate(qids)}, {d: i for i, d in enumerate(dids)}
+        pairs = [(q_row[q], d_row[d]) for q, rel in train.qrels.items() for d, g in rel.items()
+                 if g > 0 and d in d_row]
+        english_docs = None
+        if stage.xling:
+            english_docs = self.english_rows(dids)
+        return RetrievalBatches(
+            self.states(list(train.queries.values()), stage.query_length, "bridge: queries"),
+            self.states(train.doc_texts(), c.model.max_doc_length, "bridge: pages"), pairs,
+            batch_size=stage.batch_size, query_length=stage.query_length, doc_length=stage.doc_length, seed=c.seed,
+            english_docs=english_docs)
+
+    def english_rows(self, doc_ids) -> sp.csr_matrix:
+        """The English index's vectors of `doc_ids` (an all-zero row where the English side lacks the page)."""
+        pos = {d: i for i, d in enumerate(self.english_index.ids)}
+        rows = [pos.get(d, -1) for d in doc_ids]
+        out = self.english_index.matrix[np.maximum(rows, 0)].tolil()
+        for r, p in enumerate(rows):
+            if p < 0:
+                out.rows[r], out.data[r] = [], []
+        return out.tocsr()
+
+    # -------------------------------------------------------------------------------------- evaluation
+    def evaluate(self, model, name: str) -> list[dict]:
+        """Target queries against target pages (both through the connector model) and, with an English
+        index, against the English pages encoded by the untouched English model."""
+        s = self.eval_settings
+        t0 = time.perf_counter()
+        vocab = vocab_tokens(self.english_tokenizer, model.config.vocab_size)
+        q = encode_states(model, self.states(list(self.dev.queries.values()), s.query_max_length, "bridge: dev queries"),
+                          max_length=s.query_max_length)
+        queries = SparseCollection(list(self.dev.queries), q, vocab)
+        d = encode_states(model, self.states(self.dev.doc_texts(), s.doc_max_length, "bridge: pages"),
+                          max_length=s.doc_max_length)
+        encode_s = time.perf_counter() - t0
+        rows = [{**evaluate_sparse(queries, SparseCollection(self.dev.doc_ids(), d, vocab), self.dev, s,
+                                   f"{name} (target)"), "encode_s": encode_s}]
+        if self.english_index is not None:
+            rows.append(evaluate_sparse(queries, self.english_index, self.xling_dataset(), s, f"{name} (xling)"))
+        return rows
+
+    def xling_dataset(self) -> RetrievalDataset:
+        en = self.english_pages
+        qrels = {q: {d: g for d, g in rel.items() if d in en.corpus} for q, rel in self.dev.qrels.items()}
+        qrels = {q: rel for q, rel in qrels.items() if any(g > 0 for g in rel.values())}
+        return RetrievalDataset(f"{self.dev.name} queries x {en.name} pages", en.corpus,
+                                {q: self.dev.queries[q] for q in qrels}, qrels)
+
+    # -------------------------------------------------------------------------------------- the job
+    def run(self) -> list[dict]:
+        c, k = self.config, self.config.connector
+        model = self.new_model()
+        rows = [evaluate_bm25(self.dev, self.eval_settings)]
+        objectives = {
+            "align_en": lambda st: align_objective(AlignSettings(margin=st.margin, nce=st.nce)),
+            "align_parallel": lambda st: align_objective(AlignSettings(margin=st.margin, nce=st.nce)),
+            "retrieval": lambda st: retrieval_objective(
+                losses.LossSettings(lambda_q=st.lambda_q, lambda_d=st.lambda_d,
+                                    flops_warmup_steps=st.flops_warmup_steps), xling=st.xling),
+        }
+        data = {"align_en": self.align_en_data, "align_parallel": self.align_parallel_data,
+                "retrieval": self.retrieval_data}
+        timings = {}
+        for name in STAGES:
+            stage = k[name]
+            if not stage.steps:
+                continue
+            t0 = time.perf_counter()
+            model = trainer.fit(stage_config(c, stage), model, self.workdir / "stages" / name, data[name](stage),
+                                objective=objectives[name](stage), desc=name).model
+            timings[name] = round(time.perf_counter() - t0, 1)
+            rows += [{**r, "stage": name, "stage_s": timings[name]} for r in self.evaluate(model, f"connector/{name}")]
+            write_report(rows, self.workdir, settings={"config": c.to_dict(), "stage_s": timings})
+        out = save_connector(model, self.workdir / "export", bridge_folder=self.bridge_folder,
+                             english_tokenizer=self.english_tokenizer)
+        log.info("exported to %s", out)
+        self.model = model
+        return rows
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _, config = parse_config_args(argv)
+    rows = Job(config).run()
+    for r in rows:
+        print(f"{r['model']:45s} nDCG@10 {r.get('nDCG@10', float('nan')):.3f}  R@100 {r.get('R@100', float('nan')):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

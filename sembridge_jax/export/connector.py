@@ -1,0 +1,97 @@
+"""The connector model as a folder: `save_connector` / `load_connector`, and `SparseEncoder.from_pretrained`
+loads such a folder (it has `connector_config.json`).
+
+    <out>/connector_config.json   ConnectorConfig (English + bridge encoder configs)
+    <out>/connector.npz           every weight but the bridge's, by flat path ("layers.0.ffn_up.kernel", ...)
+    <out>/bridge/                 the frozen multilingual encoder's own folder (weights + its tokenizer)
+    <out>/english_tokenizer/      the English model's tokenizer: names of the output dimensions
+
+Inputs are tokenised with the BRIDGE tokenizer; output dimensions are the English vocabulary.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from sembridge_jax.hf.load import load_pretrained, read_config
+from sembridge_jax.hf.tokenizer import load_tokenizer
+from sembridge_jax.models.connector import ConnectorConfig, ConnectorSparseEncoder
+from sembridge_jax.storage import replace_file
+
+CONFIG_FILE = "connector_config.json"
+WEIGHTS_FILE = "connector.npz"
+BRIDGE_DIR = "bridge"
+ENGLISH_TOKENIZER_DIR = "english_tokenizer"
+BRIDGE_FILES = (".json", ".safetensors", ".txt", ".model")
+
+
+def is_connector_folder(path: str | os.PathLike) -> bool:
+    return (Path(path) / CONFIG_FILE).is_file()
+
+
+def connector_weights(model: ConnectorSparseEncoder) -> dict[str, np.ndarray]:
+    """Every variable of the model (trained and frozen) but the bridge encoder's: {flat path: array}."""
+    flat = nnx.to_flat_state(nnx.state(model, nnx.Variable))
+    return {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in flat if p[0] != "bridge"}
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def save_connector(model: ConnectorSparseEncoder, out: str | os.PathLike, *, bridge_folder: str | os.PathLike,
+                   english_tokenizer) -> Path:
+    """Write the folder described in the module docstring (local path); returns it. `model` may run from
+    cached states (no bridge attached): the folder then names and holds `bridge_folder`'s encoder."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = dataclasses.replace(model.config, bridge=read_config(Path(bridge_folder)))
+    replace_file(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2).encode())
+    buf = io.BytesIO()
+    np.savez(buf, **connector_weights(model))
+    replace_file(out / WEIGHTS_FILE, buf.getvalue())
+    bridge_out = out / BRIDGE_DIR
+    if bridge_out.exists():
+        shutil.rmtree(bridge_out)
+    bridge_out.mkdir()
+    for f in Path(bridge_folder).iterdir():  # the encoder and its tokenizer; sentence-transformers modules are not needed
+        if f.is_file() and f.suffix in BRIDGE_FILES:
+            _link_or_copy(f, bridge_out / f.name)
+    english_tokenizer.save_pretrained(str(out / ENGLISH_TOKENIZER_DIR))
+    return out
+
+
+def load_connector(folder: str | os.PathLike, *, dtype: str = "float32"):
+    """(model with its bridge encoder, bridge tokenizer, English tokenizer) from a `save_connector` folder."""
+    folder = Path(folder)
+    if not is_connector_folder(folder):
+        raise FileNotFoundError(f"{folder}: no {CONFIG_FILE} (not a connector folder)")
+    bridge, bridge_tokenizer, _ = load_pretrained(folder / BRIDGE_DIR, dtype=dtype)
+    config = ConnectorConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
+    config = dataclasses.replace(config, dtype=dtype, bridge=bridge.config)
+    model = ConnectorSparseEncoder(config, nnx.Rngs(0), bridge=bridge)
+    weights = np.load(folder / WEIGHTS_FILE)
+    flat = nnx.to_flat_state(nnx.state(model, nnx.Variable))
+    expected = {".".join(map(str, p)): (p, v) for p, v in flat if p[0] != "bridge"}
+    if set(expected) != set(weights.files):
+        diff = sorted(set(expected) ^ set(weights.files))
+        raise ValueError(f"{folder / WEIGHTS_FILE}: weights do not match {CONFIG_FILE}: {diff[:5]}")
+    updates = {}
+    for key, (path, var) in expected.items():
+        value = weights[key]
+        if value.shape != var.shape:
+            raise ValueError(f"{folder / WEIGHTS_FILE}: {key} has shape {value.shape}, expected {var.shape}")
+        updates[path] = jnp.asarray(value, var.dtype)
+    nnx.update(model, nnx.State.from_flat_path(updates))
+    return model, bridge_tokenizer, load_tokenizer(str(folder / ENGLISH_TOKENIZER_DIR))

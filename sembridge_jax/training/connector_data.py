@@ -1,0 +1,238 @@
+"""Inputs of the connector stages: the frozen multilingual encoder's token states (cached on disk, fp16),
+the English teacher's raw max-pooled logits, and the batch streams `trainer.fit` reads.
+
+Both frozen models run once per text: `bridge_states` caches the bridge's last-layer states of a text
+list as one ragged fp16 array under `<cache_dir>/states_<key>.npz`, key = hash(bridge identity, max
+length, prefix, every text); `teacher_logits` caches the English SPLADE's positive raw max-pooled MLM
+logits (a CSR matrix; SPLADE weight = log1p(value)) the same way. Every stage then reads only caches.
+
+The batch streams follow `batches.TrainData`'s contract (`next_batch()`, `state()`, `restore()` through a
+`batches.ShardedOrder`), pad/truncate to one static length per stream, and carry states as float16.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+from flax import nnx
+from tqdm.auto import tqdm
+
+from sembridge_jax.models.heads import masked_max_logits
+from sembridge_jax.storage import as_path, replace_file
+from sembridge_jax.training.batches import ShardedOrder
+
+ROWS_TOKENS = 4096  # rows x tokens per frozen-model batch (rows: a power of two)
+
+
+def cache_key(identity: str, texts: Sequence[str], **settings) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    h.update(identity.encode() + b"\0" + repr(sorted(settings.items())).encode())
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()
+
+
+@dataclasses.dataclass
+class RaggedStates:
+    """Token states of N texts: flat [T, d] float16, offsets [N + 1] (text i is flat[offsets[i]:offsets[i+1]])."""
+
+    flat: np.ndarray
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def batch(self, rows: Sequence[int], length: int) -> tuple[np.ndarray, np.ndarray]:
+        """([R, length, d] float16, [R, length] int32 mask) for texts `rows`, truncated/padded to `length`."""
+        x = np.zeros((len(rows), length, self.flat.shape[1]), np.float16)
+        m = np.zeros((len(rows), length), np.int32)
+        for r, i in enumerate(rows):
+            s, e = self.offsets[i], min(self.offsets[i + 1], self.offsets[i] + length)
+            x[r, :e - s] = self.flat[s:e]
+            m[r, :e - s] = 1
+        return x, m
+
+    @classmethod
+    def concat(cls, parts: Sequence[RaggedStates]) -> RaggedStates:
+        """The texts of every part, in order (e.g. English texts + the target sides of parallel pairs)."""
+        lens = np.concatenate([np.diff(p.offsets) for p in parts])
+        return cls(np.concatenate([p.flat for p in parts]), np.concatenate([[0], np.cumsum(lens)]).astype(np.int64))
+
+
+def _save_npz(path, **arrays) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    replace_file(path, buf.getvalue())
+
+
+def bucket(n: int, cap: int, floor: int = 1) -> int:
+    """The smallest power of two >= max(n, floor), capped at `cap` (the shapes `api.SparseEncoder` compiles)."""
+    return min(cap, 1 << (max(int(n), floor, 1) - 1).bit_length())
+
+
+def _length_batches(lengths: np.ndarray, max_length: int):
+    """Text indices grouped by power-of-two token length (sorted), ~ROWS_TOKENS tokens per group, with the
+    padded (rows, length) of each group: a handful of compiled shapes."""
+    order = np.argsort(lengths, kind="stable")
+    s = 0
+    while s < len(order):
+        length = bucket(int(lengths[order[s]]), max_length, 8)
+        rows = max(1, ROWS_TOKENS // length)
+        idx = order[s:s + rows]
+        length = bucket(int(lengths[idx].max()), max_length, 8)
+        idx = idx[lengths[idx] <= length] if lengths[idx].max() > length else idx
+        yield idx, bucket(len(idx), rows), length
+        s += len(idx)
+
+
+def _padded(tokens: list[list[int]], idx, rows: int, length: int, pad: int) -> tuple[jax.Array, jax.Array]:
+    ids = np.full((rows, length), pad, np.int32)
+    mask = np.zeros((rows, length), np.int32)
+    for r, i in enumerate(idx):
+        ids[r, :len(tokens[i])] = tokens[i]
+        mask[r, :len(tokens[i])] = 1
+    mask[len(idx):, 0] = 1  # filler rows: one visible token keeps the attention finite
+    return jnp.asarray(ids), jnp.asarray(mask)
+
+
+@nnx.jit
+def _bridge_forward(model, ids, mask):
+    return model.sequence_output(ids, mask).astype(jnp.float16)
+
+
+def bridge_states(model, tokenizer, texts: Sequence[str], *, max_length: int, identity: str, prefix: str = "",
+                  cache_dir=None, desc: str = "bridge states") -> RaggedStates:
+    """The frozen bridge encoder's last-layer states of `texts` (fp16, ragged), cached under `cache_dir`."""
+    path = None
+    if cache_dir:
+        path = as_path(cache_dir) / f"states_{cache_key(identity, texts, max_length=max_length, prefix=prefix)}.npz"
+        if path.is_file():
+            z = np.load(io.BytesIO(path.read_bytes()))
+            return RaggedStates(z["flat"], z["offsets"])
+    tokens = tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length)["input_ids"]
+    lengths = np.array([len(t) for t in tokens], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    flat = np.zeros((offsets[-1], model.config.hidden_size), np.float16)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model.config.pad_token_id
+    for idx, rows, length in tqdm(list(_length_batches(lengths, max_length)), desc=desc, unit="batch"):
+        out = np.asarray(_bridge_forward(model, *_padded(tokens, idx, rows, length, pad)))
+        for r, i in enumerate(idx):
+            flat[offsets[i]:offsets[i + 1]] = out[r, :lengths[i]]
+    if path is not None and jax.process_index() == 0:
+        _save_npz(path, flat=flat, offsets=offsets)
+    return RaggedStates(flat, offsets)
+
+
+@nnx.jit
+def _teacher_forward(model, ids, mask, types):
+    h = model.hidden_states(ids, mask, types)
+    W, b = model.vocab_projection()
+    return jnp.maximum(masked_max_logits(h, mask.astype(jnp.float32), W, h.shape[1]) + b.astype(jnp.float32), 0.0)
+
+
+def teacher_logits(model, tokenizer, texts: Sequence[str], *, max_length: int, identity: str,
+                   cache_dir=None) -> sp.csr_matrix:
+    """The English SPLADE teacher's positive raw max-pooled MLM logits of `texts`: CSR [N, V] float32."""
+    path = None
+    if cache_dir:
+        path = as_path(cache_dir) / f"teacher_{cache_key(identity, texts, max_length=max_length)}.npz"
+        if path.is_file():
+            return sp.load_npz(io.BytesIO(path.read_bytes())).tocsr()
+    tokens = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    lengths = np.array([len(t) for t in tokens], np.int64)
+    blocks = [None] * len(texts)
+    pad = tokenizer.pad_token_id or 0
+    for idx, rows, length in tqdm(list(_length_batches(lengths, max_length)), desc="teacher", unit="batch"):
+        ids, mask = _padded(tokens, idx, rows, length, pad)
+        out = sp.csr_matrix(np.asarray(_teacher_forward(model, ids, mask, jnp.zeros_like(ids)))[:len(idx)])
+        for r, i in enumerate(idx):
+            blocks[i] = out[r]
+    matrix = sp.vstack(blocks, format="csr").astype(np.float32)
+    if path is not None and jax.process_index() == 0:
+        buf = io.BytesIO()
+        sp.save_npz(buf, matrix, compressed=False)
+        replace_file(path, buf.getvalue())
+    return matrix
+
+
+def _process() -> tuple[int, int]:
+    return jax.process_index(), jax.process_count()
+
+
+class AlignBatches:
+    """Alignment stream: states / mask [b, L] of a text (English, or the target side of a parallel pair)
+    and teacher_raw [b, V]: the teacher's logits of the same English text (or of the English parallel)."""
+
+    def __init__(self, states: RaggedStates, teacher: sp.csr_matrix, *, batch_size: int, length: int, seed: int,
+                 process: tuple[int, int] | None = None):
+        if len(states) != teacher.shape[0]:
+            raise ValueError(f"{len(states)} texts with states for {teacher.shape[0]} teacher vectors")
+        index, count = process or _process()
+        self.states, self.teacher, self.length = states, teacher, length
+        self.order = ShardedOrder(len(states), batch_size, seed, process_index=index, process_count=count)
+
+    def next_batch(self) -> dict[str, np.ndarray]:
+        rows = self.order.next_indices()
+        x, m = self.states.batch(rows, self.length)
+        return {"states": x, "mask": m, "teacher_raw": self.teacher[rows].toarray().astype(np.float32)}
+
+    def state(self) -> dict[str, Any]:
+        return {"align": self.order.state()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.order.restore(state["align"])
+
+
+class RetrievalBatches:
+    """Retrieval stream over (query, positive page) pairs: query_states / query_mask [b, Lq], doc_states /
+    doc_mask [b, 1, Ld] (in-batch negatives only) and, when `english_docs` is given, english_doc [b, V]: the
+    untouched English model's vector of the English version of the positive page (cross-lingual term)."""
+
+    def __init__(self, queries: RaggedStates, docs: RaggedStates, pairs: Sequence[tuple[int, int]], *,
+                 batch_size: int, query_length: int, doc_length: int, seed: int,
+                 english_docs: sp.csr_matrix | None = None, process: tuple[int, int] | None = None):
+        if english_docs is not None and english_docs.shape[0] != len(docs):
+            raise ValueError(f"{english_docs.shape[0]} English page vectors for {len(docs)} pages")
+        index, count = process or _process()
+        self.queries, self.docs, self.pairs = queries, docs, np.asarray(pairs, np.int64)
+        self.query_length, self.doc_length, self.english_docs = query_length, doc_length, english_docs
+        self.order = ShardedOrder(len(self.pairs), batch_size, seed, process_index=index, process_count=count)
+
+    def next_batch(self) -> dict[str, np.ndarray]:
+        q_rows, d_rows = self.pairs[self.order.next_indices()].T
+        q, qm = self.queries.batch(q_rows, self.query_length)
+        d, dm = self.docs.batch(d_rows, self.doc_length)
+        batch = {"query_states": q, "query_mask": qm, "doc_states": d[:, None], "doc_mask": dm[:, None]}
+        if self.english_docs is not None:
+            batch["english_doc"] = self.english_docs[d_rows].toarray().astype(np.float32)
+        return batch
+
+    def state(self) -> dict[str, Any]:
+        return {"retrieval": self.order.state()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.order.restore(state["retrieval"])
+
+
+@nnx.jit
+def _splade_from_states(model, states, mask):
+    return model.splade_from_states(states, mask)
+
+
+def encode_states(model, states: RaggedStates, *, max_length: int) -> sp.csr_matrix:
+    """SPLADE vectors [N, V] (CSR) of cached states through a connector model, in length buckets."""
+    lengths = np.minimum(np.diff(states.offsets), max_length)
+    blocks = [None] * len(states)
+    for idx, rows, length in _length_batches(lengths, max_length):
+        x, m = states.batch(np.concatenate([idx, np.repeat(idx[:1], rows - len(idx))]), length)
+        out = sp.csr_matrix(np.asarray(_splade_from_states(model, jnp.asarray(x), jnp.asarray(m)))[:len(idx)])
+        for r, i in enumerate(idx):
+            blocks[i] = out[r]
+    return sp.vstack(blocks, format="csr").astype(np.float32)

@@ -1,0 +1,62 @@
+"""Objectives of the connector stages, in the form `trainer.fit` trains: `objective(model, batch, step) ->
+(loss, metrics)` with `model` a `models.connector.ConnectorSparseEncoder` and batches from
+`training.connector_data` (states, not token ids: the multilingual encoder is frozen and cached)."""
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+
+from sembridge_jax.training import losses
+from sembridge_jax.training.connector_losses import sparse_mse_margin, splade_weights, vector_nce
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignSettings:
+    """The alignment stages' loss: sparse_mse * MILCO sparse MSE (margin) + nce * vector InfoNCE."""
+
+    sparse_mse: float = 1.0
+    margin: float = 1.0
+    nce: float = 0.0
+    nce_scale: float = 1.0
+
+
+def align_objective(settings: AlignSettings):
+    """Student raw max logits of `states` against `teacher_raw` (`connector_data.AlignBatches`)."""
+
+    def objective(model, batch, step):
+        s_raw = model.max_logits_from_states(batch["states"], batch["mask"])
+        t_raw = batch["teacher_raw"]
+        metrics = {"active": losses.active_terms(splade_weights(s_raw)),
+                   "teacher_active": losses.active_terms(t_raw)}
+        loss = 0.0
+        if settings.sparse_mse:
+            metrics["sparse_mse"] = sparse_mse_margin(s_raw, t_raw, settings.margin)
+            loss = loss + settings.sparse_mse * metrics["sparse_mse"]
+        if settings.nce:
+            metrics["vector_nce"] = vector_nce(s_raw, t_raw, settings.nce_scale)
+            loss = loss + settings.nce * metrics["vector_nce"]
+        metrics["loss"] = loss
+        return loss, metrics
+
+    return objective
+
+
+def retrieval_objective(settings: losses.LossSettings, xling: float = 0.0):
+    """`losses.total_loss` (InfoNCE over in-batch negatives + FLOPS) on connector vectors, plus `xling` x
+    InfoNCE of the queries against the untouched English model's vectors of the same pages (`english_doc`,
+    fixed): keeps the queries in the space of an existing English index (`connector_data.RetrievalBatches`)."""
+
+    def objective(model, batch, step):
+        q = model.splade_from_states(batch["query_states"], batch["query_mask"])
+        b, group, length, dim = batch["doc_states"].shape
+        d = model.splade_from_states(batch["doc_states"].reshape(b * group, length, dim),
+                                     batch["doc_mask"].reshape(b * group, length)).reshape(b, group, -1)
+        loss, metrics = losses.total_loss(settings, q, d, step)
+        if xling:
+            metrics["xling_nce"], _ = losses.info_nce(q, jnp.asarray(batch["english_doc"])[:, None, :], settings.scale)
+            loss = loss + xling * metrics["xling_nce"]
+            metrics["loss"] = loss
+        return loss, metrics
+
+    return objective

@@ -1,0 +1,71 @@
+"""Config section `connector`: the connector route (docs/methods.md, "Connector route"): architecture, the
+English alignment text, and the three stages. The English model is `source`, the frozen multilingual
+encoder `bridge.model`, the parallel text `data.parallel.path`, the retrieval pairs `data.train` (beir),
+the dev set `eval.beir` and the model dtype `model.dtype`."""
+from __future__ import annotations
+
+from sembridge_jax.models.connector import CONNECTOR_KINDS
+from sembridge_jax.schema import Field, Section
+
+
+def _stage(steps: int, batch_size: int, learning_rate: float, **extra) -> Section:
+    return Section({
+        "steps": Field(steps, "optimiser steps of the stage; 0 = skip it (every stage is off by default)", ge=0),
+        "batch_size": Field(batch_size, "texts (or queries) per step, global", ge=1),
+        "learning_rate": Field(learning_rate, "peak learning rate (warmup 5 %, cosine decay)", gt=0.0),
+        **extra,
+    })
+
+
+def _align_fields(margin: float, nce: float) -> dict:
+    return {
+        "margin": Field(margin, "sparse MSE target of teacher-inactive terms inside MILCO's mask: -margin", ge=0.0),
+        "nce": Field(nce, "weight of the vector InfoNCE against the batch's teacher vectors", ge=0.0),
+    }
+
+
+def _connector_rules(c):
+    k = c.connector
+    if k.align_parallel.steps and not c.data.parallel.path:
+        yield "data.parallel.path", "must be set when connector.align_parallel.steps > 0"
+    if k.retrieval.steps and not c.data.train.path:
+        yield "data.train.path", "must be set (a BEIR folder) when connector.retrieval.steps > 0"
+    if (k.retrieval.steps and k.retrieval.xling) and not k.english_index:
+        yield "connector.english_index", "must be set when connector.retrieval.xling > 0"
+    if k.align_en.steps and not (k.english.tsv or k.english.corpus):
+        yield "connector.english.tsv", "set connector.english.tsv and/or connector.english.corpus for align_en"
+
+
+CONNECTOR = Section({
+    "kind": Field("mlp", "connector: per-token MLP (LUSIFER) or identity (states fed as they are)",
+                  choices=CONNECTOR_KINDS),
+    "hidden": Field(0, "connector hidden width; 0 = the bridge's hidden size", ge=0),
+    "n_added": Field(0, "learnable tokens appended after each text (LUSIFER)", ge=0),
+    "train_english": Field(True, "train the English layers / MLM transform / input LayerNorm too (the "
+                                 "vocabulary rows and output bias never train)"),
+    "english_lr_scale": Field(0.25, "learning-rate factor of the trained English parts (layers, MLM transform, "
+                              "input LayerNorm, positions) relative to the connector", gt=0.0),
+    "state_cache": Field("", "cache of bridge states / teacher logits; '' = <workdir>/cache", path="output"),
+    "english_index": Field("", "BEIR folder of the English versions of the pages (shared ids): the untouched "
+                           "English model's index, for the cross-lingual term and evaluation", path="input"),
+    "english": Section({
+        "tsv": Field("", "TSV whose first column is English text (header line skipped)", path="input"),
+        "corpus": Field("", "BEIR folder whose English pages are split into lines / sentences", path="input"),
+        "max_texts": Field(4000, "English alignment texts (seeded sample of the unique ones)", ge=1),
+        "max_chars": Field(300, "longer lines are cut into sentences, then to this length", ge=20),
+        "max_length": Field(64, "bridge / teacher tokens per alignment text", ge=8),
+    }),
+    "align_en": _stage(0, 64, 2e-3, **_align_fields(1.0, 0.0)),
+    "align_parallel": _stage(0, 64, 1e-3, **_align_fields(1.0, 0.2), **{
+        "max_pairs": Field(4000, "parallel pairs (first N of data.parallel.path)", ge=1),
+        "english_mix": Field(1000, "English-only alignment texts mixed into this stage", ge=0),
+    }),
+    "retrieval": _stage(0, 32, 3e-4, **{
+        "lambda_q": Field(1e-2, "FLOPS weight on queries", ge=0.0),
+        "lambda_d": Field(5e-3, "FLOPS weight on pages", ge=0.0),
+        "flops_warmup_steps": Field(6, "quadratic FLOPS warmup", ge=0),
+        "xling": Field(1.0, "InfoNCE weight of the queries against the English index's pages", ge=0.0),
+        "query_length": Field(32, "bridge tokens per query", ge=4),
+        "doc_length": Field(64, "bridge tokens per page in training (states cached at model.max_doc_length)", ge=8),
+    }),
+}, rules=(_connector_rules,))

@@ -1,0 +1,136 @@
+"""The connector route end to end on tiny random models (`python -m sembridge_jax.connector`): the three
+stages through `trainer.fit`, evaluation rows, frozen weights untouched, export loaded by
+`SparseEncoder.from_pretrained` with the job's vectors; config errors name the key or file."""
+import json
+import shutil
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sembridge_jax.api import SparseEncoder
+from sembridge_jax.config import load_config
+from sembridge_jax.connector import Job
+from sembridge_jax.export.connector import connector_weights
+from sembridge_jax.schema import ConfigError
+from tests.train_tiny import NUM_WORDS, SPECIALS, tiny_beir
+
+pytestmark = pytest.mark.slow  # three stages compiled and trained, evaluated and exported twice
+
+CONFIG = '''from pathlib import Path
+from sembridge_jax.config import default_config
+
+SETUP = Path(__file__).parent
+
+
+def get_config():
+    c = default_config()
+    c.workdir = str(SETUP / "work")
+    c.source = str(SETUP / "english")
+    c.target_tokenizer = str(SETUP / "english")  # required by the schema; unused by the connector route
+    c.bridge.model = str(SETUP / "bridge")
+    c.model.max_query_length = 8
+    c.model.max_doc_length = 16
+    c.data.parallel.path = str(SETUP / "parallel.tsv")
+    c.data.train.type = "beir"
+    c.data.train.path = str(SETUP / "beir")
+    c.eval.beir = str(SETUP / "beir")
+    c.eval.k = 10
+    c.eval.metrics = ("nDCG@10", "R@10")
+    c.checkpoint.every_steps = 2
+    k = c.connector
+    k.english_index = str(SETUP / "beir")
+    k.english.tsv = str(SETUP / "parallel.tsv")
+    k.english.max_texts = 40
+    k.english.max_length = 12
+    for stage in (k.align_en, k.align_parallel, k.retrieval):
+        stage.steps = 3
+        stage.batch_size = 8
+    k.align_parallel.max_pairs = 32
+    k.align_parallel.english_mix = 8
+    k.retrieval.query_length = 8
+    k.retrieval.doc_length = 16
+    k.retrieval.flops_warmup_steps = 1
+    return c
+'''
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> Path:
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertModel, BertTokenizer
+
+    root = tmp_path_factory.mktemp("connector")
+    vocab = SPECIALS + [f"w{i}" for i in range(NUM_WORDS)]
+    torch.manual_seed(0)
+    for name, model in {
+        "english": BertForMaskedLM(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
+                                              num_attention_heads=2, intermediate_size=64, max_position_embeddings=32)),
+        "bridge": BertModel(BertConfig(vocab_size=len(vocab), hidden_size=24, num_hidden_layers=1,
+                                       num_attention_heads=2, intermediate_size=48, max_position_embeddings=32)),
+    }.items():
+        BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(str(root / name))
+        model.save_pretrained(root / name)
+    beir = tiny_beir(root / "beir")
+    (beir / "qrels" / "train.tsv").write_text((beir / "qrels" / "dev.tsv").read_text())
+    rng = np.random.default_rng(0)
+    lines = ["en\tko"] + [" ".join(f"w{w}" for w in rng.choice(NUM_WORDS, 5)) for _ in range(48)]
+    (root / "parallel.tsv").write_text("\n".join(lines[:1] + [f"{t}\t{t}" for t in lines[1:]]) + "\n")
+    (root / "cfg.py").write_text(CONFIG)
+    return root
+
+
+@pytest.fixture(scope="module")
+def finished(setup):
+    job = Job(load_config(setup / "cfg.py"))
+    return job, job.run()
+
+
+def test_job_end_to_end(setup, finished):
+    job, rows = finished
+    work = setup / "work"
+    for stage in ("align_en", "align_parallel", "retrieval"):
+        assert (work / "stages" / stage / "metrics.jsonl").is_file()
+        assert {r["model"] for r in rows if r.get("stage") == stage} == {
+            f"connector/{stage} (target)", f"connector/{stage} (xling)"}
+    results = json.loads((work / "results.json").read_text())["results"]
+    assert all(0 <= r["nDCG@10"] <= 1 for r in results)
+    # the English output space never moved
+    W, b = job.teacher.vocab_projection()
+    np.testing.assert_array_equal(np.asarray(job.model.vocab[...]), np.asarray(W))
+    np.testing.assert_array_equal(np.asarray(job.model.vocab_bias[...]), np.asarray(b))
+    # the exported folder: SparseEncoder.from_pretrained runs bridge + connector from text
+    enc = SparseEncoder.from_pretrained(work / "export")
+    texts = list(job.dev.queries.values())[:5]
+    got = enc.encode(texts, max_length=8).toarray()
+    tok = job.bridge_tokenizer(texts, padding=True, return_tensors="np")
+    ids, mask = jnp.asarray(tok["input_ids"]), jnp.asarray(tok["attention_mask"])
+    ref = np.asarray(job.model.splade_from_states(job.bridge.sequence_output(ids, mask), mask))
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    assert (ref > 0).any()
+
+
+def test_killed_stage_resumes_bit_identical(setup, finished):
+    """A run killed after the retrieval stage's step-2 checkpoint (step 3 never saved) resumes there and ends
+    with exactly the weights of the uninterrupted run."""
+    job, _ = finished
+    before = connector_weights(job.model)
+    checkpoints = setup / "work" / "stages" / "retrieval" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir() if p.name.isdigit()) == ["2", "3"]
+    shutil.rmtree(checkpoints / "3")
+    again = Job(load_config(setup / "cfg.py"))
+    again.run()
+    after = connector_weights(again.model)
+    assert before.keys() == after.keys()
+    for k in before:
+        np.testing.assert_array_equal(before[k], after[k], err_msg=k)
+
+
+def test_config_errors(setup, tmp_path):
+    with pytest.raises(ConfigError, match="data.parallel.path"):
+        load_config(setup / "cfg.py", ["--config.data.parallel.path="])
+    with pytest.raises(ConfigError, match="connector.kind"):
+        load_config(setup / "cfg.py", ["--config.connector.kind=linear"])
+    with pytest.raises(ConfigError, match="missing.tsv"):
+        load_config(setup / "cfg.py", [f"--config.data.parallel.path={tmp_path / 'missing.tsv'}"])
