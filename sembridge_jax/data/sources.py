@@ -13,12 +13,12 @@ or under `<workdir>/mining/` when that folder is not writable.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import SimpleNamespace
 
 from sembridge_jax.data.examples import LoadedExamples, read_beir, read_hf, read_jsonl, read_tfds, read_tsv
 from sembridge_jax.data.pairs import corpus_pairs, read_corpus
@@ -55,8 +55,10 @@ def first_records_problem(spec, n: int = 20) -> str | None:
     reader's own checks: encoding, JSON, fields, negatives), or None: a config-time check, before any work."""
     if spec.type not in ("jsonl", "tsv") or not spec.path or not Path(spec.path).is_file():
         return None
+    head = copy.deepcopy(spec)
+    head.max_examples = n
     try:
-        READERS[spec.type](SimpleNamespace(**{**spec.to_dict(), "max_examples": n}))
+        READERS[spec.type](head)
     except DataError as err:
         return str(err)
     return None
