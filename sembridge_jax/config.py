@@ -33,7 +33,7 @@ from sembridge_jax.export.settings import EXPORT
 from sembridge_jax.models.settings import MODEL
 from sembridge_jax.schema import ConfigError, Field, Section
 from sembridge_jax.storage import location_problem
-from sembridge_jax.training.settings import CHECKPOINT, LOSS, MESH, TRAIN
+from sembridge_jax.training.settings import ALIGN, CHECKPOINT, LOSS, MESH, MLM, TRAIN, VOCAB_WARMUP
 
 SCHEMA = Section({
     "workdir": Field("runs/default", "checkpoints, logs, alignments, reports; a rerun resumes from here "
@@ -48,7 +48,11 @@ SCHEMA = Section({
     "model": MODEL,
     "data": DATA,
     "loss": LOSS,
-    "train": TRAIN,
+    # The stages run in this order; each is off until its steps > 0 (training/stages.py).
+    "vocab_warmup": VOCAB_WARMUP,
+    "mlm": MLM,
+    "align": ALIGN,
+    "train": TRAIN,  # the retrieval stage
     "mesh": MESH,
     "checkpoint": CHECKPOINT,
     "eval": EVAL,
