@@ -74,10 +74,12 @@ def make_optimizer(
     train_cfg,
     shapes: Mapping[str, Sequence[int]],
     logical_axes: Mapping[str, Sequence[str | None] | None],
+    trainable: str | None = None,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """AdamW (+ clipping) on the trainable parameters, zero updates (and no Adam state) on frozen ones.
 
-    Reads ``train.{learning_rate,num_steps,warmup_steps,decay,weight_decay,clip_norm,trainable}``.
+    Reads ``train.{learning_rate,num_steps,warmup_steps,decay,weight_decay,clip_norm,trainable}``;
+    ``trainable`` overrides ``train.trainable`` (``trainer.fit`` passes only the trained parameters, "all").
     Returns the transformation and its learning-rate schedule (for logging).
     """
     schedule = learning_rate_schedule(
@@ -88,7 +90,7 @@ def make_optimizer(
         parts.append(optax.clip_by_global_norm(train_cfg.clip_norm))
     parts.append(optax.adamw(schedule, weight_decay=train_cfg.weight_decay, mask=weight_decay_mask(shapes)))
     adamw = optax.chain(*parts)
-    mask = trainable_mask(logical_axes, train_cfg.get("trainable", "all"))
+    mask = trainable_mask(logical_axes, trainable or train_cfg.get("trainable", "all"))
     if all(mask.values()):
         return adamw, schedule
     labels = {k: "train" if m else "frozen" for k, m in mask.items()}
