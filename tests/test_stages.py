@@ -21,7 +21,7 @@ from sembridge_jax.models.state import merge_model, split_model
 from sembridge_jax.schema import ConfigError
 from sembridge_jax.training import stages, trainer
 from sembridge_jax.training.checkpoint import Checkpointer
-from sembridge_jax.training.monitor import read_metrics
+from sembridge_jax.training.monitor import STAGE_PLOTTED, read_metrics
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
@@ -66,6 +66,8 @@ def test_each_stage_writes_its_curves_and_checkpoints(chain):
         assert ckpt.latest_step() == 6
         ckpt.close()
     assert not (workdir / "checkpoints").exists()  # the retrieval stage's place stays free
+    written = {k for name in NAMES for r in read_metrics(workdir / "stages" / name / "metrics.jsonl") for k in r}
+    assert set(STAGE_PLOTTED) - {"hidden_mse"} <= written  # hidden_mse: test_each_stage_lowers_its_loss
 
 
 @pytest.mark.slow
@@ -159,6 +161,8 @@ def test_each_stage_lowers_its_loss(tmp_path, monkeypatch, name, settings, lr, d
     stages_tiny.run(tmp_path, steps=16, stages=(name,), **settings)
     losses = _losses(tmp_path, name)
     assert len(losses) == 16
+    if name == "align":
+        assert settings["align_loss"] in read_metrics(tmp_path / "stages" / name / "metrics.jsonl")[0]
     assert np.mean(losses[-4:]) < (1 - drop) * np.mean(losses[:4]), losses
 
 
