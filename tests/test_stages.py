@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sembridge_jax.config import default_config, load_config, validate
+from sembridge_jax.config import default_config, load_config
 from sembridge_jax.data.text import DataError
 from sembridge_jax.models.lora import SUFFIX_A, SUFFIX_B, lora_targets
 from sembridge_jax.models.state import merge_model, split_model
@@ -259,39 +259,19 @@ def test_stage_config_errors_name_the_key(overrides, key):
         load_config(DEMO, overrides)
 
 
-def _config(tmp_path, **stage_steps):
-    c = load_config(DEMO).copy_and_resolve_references()
-    for name, steps in stage_steps.items():
-        c[name].steps = steps
-    return c
-
-
-def test_empty_text_file_fails_before_work(tmp_path):
-    empty = tmp_path / "ko.txt"
-    empty.write_text("\n  \n")
-    c = _config(tmp_path, mlm=10)
-    c.data.text.path = str(empty)
-    validate(c)
-    with pytest.raises(DataError, match="ko.txt: no text"):
-        stages.load_stage_inputs(c)
-
-
-def test_too_few_texts_for_one_batch(tmp_path):
-    short = tmp_path / "ko.txt"
-    short.write_text("하나\n둘\n")
-    c = _config(tmp_path, mlm=10)
-    c.data.text.path = str(short)
-    with pytest.raises(ValueError, match="mlm: 2 texts are fewer than one batch of mlm.batch_size=32"):
-        stages.load_stage_inputs(c)
-
-
-def test_malformed_parallel_line_names_file_and_line(tmp_path):
-    bad = tmp_path / "en_ko.tsv"
-    bad.write_text("en\tko\nhello\t안녕\nno tab here\n")
-    c = _config(tmp_path, align=10)
-    c.data.parallel.path = str(bad)
-    validate(c)
-    with pytest.raises(DataError, match=r"en_ko.tsv:3: expected 'english<TAB>target'"):
+@pytest.mark.parametrize("stage,key,name,content,error,match", [
+    ("mlm", "data.text.path", "ko.txt", "\n  \n", DataError, "ko.txt: no text"),
+    ("mlm", "data.text.path", "ko.txt", "하나\n둘\n", ValueError,
+     "mlm: 2 texts are fewer than one batch of mlm.batch_size=32"),
+    ("align", "data.parallel.path", "en_ko.tsv", "en\tko\nhello\t안녕\nno tab here\n", DataError,
+     r"en_ko.tsv:3: expected 'english<TAB>target'"),
+], ids=["empty_text", "too_few_texts", "malformed_parallel_line"])
+def test_bad_stage_data_fails_before_work(tmp_path, stage, key, name, content, error, match):
+    """The config is valid (the file exists); reading the stages' inputs, the pipeline's first step, fails."""
+    path = tmp_path / name
+    path.write_text(content)
+    c = load_config(DEMO, [f"--config.{stage}.steps=10", f"--config.{key}={path}"])
+    with pytest.raises(error, match=match):
         stages.load_stage_inputs(c)
 
 
