@@ -409,7 +409,7 @@ def fit(
                              "use a fresh workdir")
         data.restore(data_state)
         last = dict(meta.get("metrics", {}))
-        log.info("resumed %s from %s step %d", stage, ckpt.directory, start)
+        log.info("resumed from %s step %d (stage %s)", ckpt.directory, start, stage)
     del params, trained, frozen  # the state owns (donated) copies from here on
     model_of = to_model or (lambda p: merge_model(layout, p))
     writer = MetricsWriter(workdir, resume_step=start)
