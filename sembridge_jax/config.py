@@ -37,7 +37,7 @@ from sembridge_jax.schema import ConfigError, Field, Section
 from sembridge_jax.storage import location_problem
 from sembridge_jax.training.connector_settings import CONNECTOR
 from sembridge_jax.training.run_settings import RESUME_POLICIES
-from sembridge_jax.training.settings import CHECKPOINT, LOSS, MESH, TRAIN
+from sembridge_jax.training.settings import ALIGN, CHECKPOINT, LOSS, MESH, MLM, TRAIN, VOCAB_WARMUP
 
 
 def length_problems(c, limit: int | None) -> list[tuple[str, str]]:
@@ -77,7 +77,11 @@ SCHEMA = Section({
     "model": MODEL,
     "data": DATA,
     "loss": LOSS,
-    "train": TRAIN,
+    # The stages run in this order; each is off until its steps > 0 (training/stages.py).
+    "vocab_warmup": VOCAB_WARMUP,
+    "mlm": MLM,
+    "align": ALIGN,
+    "train": TRAIN,  # the retrieval stage
     "mesh": MESH,
     "checkpoint": CHECKPOINT,
     "eval": EVAL,

@@ -4,8 +4,9 @@
    (process 0 builds, every process loads; `<workdir>/alignments/<method>/`);
 2. apply it to the source model (embeddings, MLM decoder rows and bias);
 3. evaluate zero-shot on the held-out set (`config.eval`);
-4. fine-tune sharded over every device (`training.trainer.fit`) in `<workdir>` for the main method
-   and `<workdir>/compare/<method>/` for the others;
+4. run the adaptation stages that are on (`vocab_warmup`, `mlm`, `align`; training/stages.py) in
+   `<run_dir>/stages/<name>/`, then fine-tune for retrieval (`training.trainer.fit`) in `<run_dir>`:
+   `<workdir>` for the main method and `<workdir>/compare/<method>/` for the others;
 5. evaluate again; export the main model to `<workdir>/export/` (Hugging Face + SparseEncoder).
 `run` returns the table of zero-shot and fine-tuned metrics per method (None when preempted).
 
@@ -36,7 +37,7 @@ from sembridge_jax.hf.tokenizer import load_tokenizer
 from sembridge_jax.models.state import merge_model, split_model
 from sembridge_jax.schema import settings_digest
 from sembridge_jax.storage import as_path
-from sembridge_jax.training import trainer
+from sembridge_jax.training import stages, trainer
 from sembridge_jax.training.batches import TrainData
 from sembridge_jax.training.checkpoint import save_model_spec
 from sembridge_jax.training.distributed import barrier, is_main_process, run_on_main_process
@@ -102,15 +103,19 @@ class Job:
 
     config: object
     source_model: object
+    source_tokenizer: object
     target_tokenizer: object
+    stage_inputs: stages.StageInputs  # raw text / parallel pairs of the adaptation stages
     evaluate: object  # (model, name) -> row, or None without config.eval.beir
     dev_evaluate: object  # (model, name) -> row, or None without a dev set / eval_every
 
 
 def prepare(config) -> Job:
-    """Load the source model, the target tokenizer and the evaluation sets of a validated config."""
+    """Load the stages' texts (first: bad data fails before any work), the source model, the target
+    tokenizer and the evaluation sets of a validated config."""
     workdir = as_path(config.workdir)
-    source_model, _, _ = load_pretrained(
+    stage_inputs = stages.load_stage_inputs(config)
+    source_model, source_tokenizer, _ = load_pretrained(
         config.source, dtype=config.model.dtype, splade_pooling=config.model.splade_pooling,
         splade_chunk_size=config.model.splade_chunk_size, remat_policy=config.model.remat_policy,
     )
@@ -121,11 +126,12 @@ def prepare(config) -> Job:
         evaluate = make_evaluator(config, target_tokenizer, load_dataset(config.eval), workdir / "eval_cache")
     if config.data.dev.beir and config.train.eval_every:
         dev_evaluate = make_evaluator(config, target_tokenizer, load_dataset(config.data.dev), None)
-    return Job(config, source_model, target_tokenizer, evaluate, dev_evaluate)
+    return Job(config, source_model, source_tokenizer, target_tokenizer, stage_inputs, evaluate, dev_evaluate)
 
 
 def run_method(job: Job, method: str, run_dir):
-    """Align, evaluate zero-shot, fine-tune, evaluate: one row of the final table (or None if preempted)."""
+    """Align, evaluate zero-shot, adapt (stages), fine-tune, evaluate: one row of the final table (or None if
+    preempted)."""
     config = job.config
     alignment = alignment_for(config, method, as_path(config.workdir))
     model = apply_alignment(job.source_model, alignment, bias_init=config.init.bias_init,
@@ -135,6 +141,10 @@ def run_method(job: Job, method: str, run_dir):
     metrics = tuple(config.eval.metrics)
     # Evaluations are not stored: a rerun recomputes them from the encoding cache (<workdir>/eval_cache).
     zero = job.evaluate(model, f"{method} zero-shot") if job.evaluate else {}
+    teacher = stages.Teacher(job.source_model, job.source_tokenizer, alignment)
+    model, stopped = stages.run_stages(config, model, run_dir, job.stage_inputs, job.target_tokenizer, teacher)
+    if stopped is not None:
+        return None, stopped
     data = TrainData(config, job.target_tokenizer, miner=mine_negatives)
     if data.skipped:
         log.warning("%s: skipped %d bad training records", data.source, data.skipped)

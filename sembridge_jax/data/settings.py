@@ -1,4 +1,5 @@
-"""Config section `data`: the training source (`data.train`), the dev set (`data.dev`), parallel text."""
+"""Config section `data`: the training source (`data.train`), the dev set (`data.dev`), parallel text,
+raw target-language text (`data.text`, the `mlm` / `vocab_warmup` stages)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 from sembridge_jax.data.pairs import PAIR_KINDS
 from sembridge_jax.data.retrieval import beir_split_problem
 from sembridge_jax.data.sources import READERS, first_records_problem
+from sembridge_jax.data.text import TEXT_KINDS
 from sembridge_jax.schema import Field, Section
 
 
@@ -116,4 +118,25 @@ PARALLEL = Section({
     "max_pairs": Field(0, "keep the first N pairs; 0 = all", ge=0),
 })
 
-DATA = Section({"train": TRAIN, "dev": DEV, "parallel": PARALLEL})
+
+
+def _text_rules(c):
+    t = c.data.text
+    if t.kind == "hf" and not t.name:
+        yield "data.text.name", "must be set for data.text.kind='hf'"
+
+
+TEXT = Section({
+    "path": Field("", "raw target-language text: a text file (one text a line), JSONL, or an hf builder's "
+                  "data_files; '' = none", path="input"),
+    "kind": Field("auto", "'auto' (hf with a name, jsonl for .jsonl/.json, else txt) | txt | jsonl | hf",
+                  choices=TEXT_KINDS),
+    "field": Field("text", "jsonl / hf: the field holding the text"),
+    "name": Field("", "hf: dataset id or builder ('json', 'text')"),
+    "subset": Field("", "hf: config name; '' = default"),
+    "split": Field("train", "hf: split"),
+    "max_texts": Field(0, "keep the first N texts; 0 = all", ge=0),
+    "skip_bad_lines": Field(False, "skip and count malformed records instead of failing"),
+}, rules=(_text_rules,))
+
+DATA = Section({"train": TRAIN, "dev": DEV, "parallel": PARALLEL, "text": TEXT})

@@ -1,7 +1,7 @@
 """Orbax checkpoints of a training run, and rebuilding a model from one (for export).
 
-Layout under ``<workdir>/checkpoints/<step>/``: ``state`` (parameters, optimiser state, step as
-sharded arrays), ``data`` (the data iterator position, JSON) and ``meta`` (seed, loss and
+Layout under ``<workdir>/checkpoints/<step>/``: ``state`` (trained parameters, frozen ones when some are,
+optimiser state, step as sharded arrays), ``data`` (the data iterator position, JSON) and ``meta`` (seed, loss and
 the last logged metrics, JSON; init sampling and data order derive from the seed, so no RNG key is stored). Orbax writes each step into a temporary folder and renames it only once every item is
 complete (atomic finalize), so ``latest_step`` never names a half-written checkpoint, even if
 the process is killed mid-save. A checkpoint damaged later (a truncated data file, garbled metadata,
@@ -184,18 +184,18 @@ class Checkpointer:
         return target
 
     def restore_params(self, step: int | None = None) -> dict[str, np.ndarray]:
-        """Only the parameters of a checkpoint (default: the newest) as host arrays."""
+        """Only the parameters of a checkpoint (default: the newest) as host arrays: the trained ones
+        and, when some were frozen, those too."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no finished checkpoint in {self.directory}")
         if step not in self.all_steps():
             raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory} (have {self.all_steps()})")
         meta = self._manager.item_metadata(step)["state"]
-        abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), meta["params"])
         cpu = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
-        abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=cpu), abstract)
-        # Partial restore of the "params" subtree only (no optimiser state), straight from the item folder.
-        item = {"params": abstract}
+        # Partial restore of the parameter subtrees only (no optimiser state), straight from the item folder.
+        item = {part: jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=cpu), meta[part])
+                for part in ("params", "frozen") if part in meta}
         with ocp.PyTreeCheckpointer() as reader:
             restored = reader.restore(
                 self.directory / str(step) / "state",
@@ -205,7 +205,7 @@ class Checkpointer:
                     partial_restore=True,
                 ),
             )
-        return {k: np.asarray(v) for k, v in restored["params"].items()}
+        return {k: np.asarray(v) for part in item for k, v in restored[part].items()}
 
     def close(self) -> None:
         self._manager.wait_until_finished()

@@ -36,6 +36,8 @@ GUARDED = ("loss", "grad_norm")
 # Curves drawn by plot_curves, when present in the metrics.
 PLOTTED = ("loss", "ranking", "accuracy", "flops_q", "flops_d", "active_q", "active_d", "lambda_q", "distill",
            "xling_js", "grad_norm", "learning_rate")
+# ... and those of the adaptation stages (training/objectives.py), after them.
+STAGE_PLOTTED = ("mlm_accuracy", "sparse_mse", "hidden_mse", "active", "teacher_active")
 
 
 class MetricsWriter:
@@ -118,7 +120,7 @@ def plot_curves(workdir: str | os.PathLike, out: str | os.PathLike | None = None
     if not (workdir / METRICS_FILE).exists():
         return None
     records = read_metrics(workdir / METRICS_FILE)
-    keys = [k for k in PLOTTED if any(k in r for r in records)]
+    keys = [k for k in PLOTTED + STAGE_PLOTTED if any(k in r for r in records)]
     keys += sorted({k for r in records for k in r if k.startswith("dev/")})
     if not keys:
         return None

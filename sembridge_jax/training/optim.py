@@ -74,10 +74,12 @@ def make_optimizer(
     train_cfg,
     shapes: Mapping[str, Sequence[int]],
     logical_axes: Mapping[str, Sequence[str | None] | None],
+    trainable: str | None = None,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """AdamW (+ clipping) on the trainable parameters, zero updates (and no Adam state) on frozen ones.
 
-    Reads ``train.{learning_rate,num_steps,warmup_steps,decay,weight_decay,clip_norm,trainable,lr_scales}``.
+    Reads ``train.{learning_rate,num_steps,warmup_steps,decay,weight_decay,clip_norm,trainable,lr_scales}``;
+    ``trainable`` overrides ``train.trainable`` (``trainer.fit`` passes only the trained parameters, "all").
     Returns the transformation and its learning-rate schedule (for logging).
     """
     schedule = learning_rate_schedule(
@@ -87,7 +89,7 @@ def make_optimizer(
     if train_cfg.clip_norm and train_cfg.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(train_cfg.clip_norm))
     decay = weight_decay_mask(shapes)
-    mask = trainable_mask(logical_axes, train_cfg.get("trainable", "all"))
+    mask = trainable_mask(logical_axes, trainable or train_cfg.get("trainable", "all"))
     scales = {k: lr_scale(k, train_cfg.get("lr_scales", ())) for k in shapes}
     if set(scales.values()) != {1.0}:
         labels = {k: f"x{scales[k]}" if mask[k] else "frozen" for k in shapes}

@@ -1,10 +1,14 @@
-"""Config sections of the training loop: `loss`, `train`, `mesh`, `checkpoint`."""
+"""Config sections of the training loop: `loss`, `train` (the retrieval stage), `mesh`, `checkpoint`, and
+the adaptation stages run before it, in this order: `vocab_warmup`, `mlm`, `align` (training/stages.py)."""
 from __future__ import annotations
 
+from sembridge_jax.models.lora import TARGET_AXES
 from sembridge_jax.schema import Field, Section, closest
 from sembridge_jax.training.losses import DISTILL, PRESETS
 from sembridge_jax.training.monitor import check_profile_steps
+from sembridge_jax.training.objectives import ALIGN_LOSSES
 from sembridge_jax.training.optim import DECAYS, TRAINABLE
+from sembridge_jax.training.stages import STAGES, WARMUP_OBJECTIVES, needs_text
 
 
 def _loss_rules(c):
@@ -112,3 +116,58 @@ CHECKPOINT = Section({
                           "with the new ones (later steps set aside; e.g. a lower learning rate after a NaN stop)",
                           type=int, optional=True, ge=0),
 })
+
+
+# ----------------------------------------------------------------------------- adaptation stages
+
+
+def _stage(learning_rate: float, batch_size: int, max_length: int, own: dict) -> dict:
+    """The fields every adaptation stage has (its optimiser and input size), then its own."""
+    return {
+        "steps": Field(0, "optimiser steps of the stage; 0 = off", ge=0),
+        "learning_rate": Field(learning_rate, "peak learning rate", gt=0.0),
+        "warmup_steps": Field(0, "linear learning-rate warmup (then linear decay to 0)", ge=0),
+        "batch_size": Field(batch_size, "global batch (texts or parallel pairs)", ge=1),
+        "max_length": Field(max_length, "static text length in tokens, specials included", ge=3),
+        **own,
+    }
+
+
+def _adapter() -> dict:
+    return {
+        "lora_rank": Field(0, "0 = train the whole model; > 0 = a LoRA adapter of that rank, merged into the "
+                           "weights when the stage ends", ge=0),
+        "lora_alpha": Field(16.0, "LoRA scale: the update is (A @ B) * alpha / rank", gt=0.0),
+        "lora_targets": Field(("attention", "ffn"), "kernels the adapter adapts", type=tuple,
+                              choices=tuple(TARGET_AXES)),
+    }
+
+
+def _stage_rules(c):
+    for name in STAGES:
+        stage = c[name]
+        if stage.steps and stage.warmup_steps > stage.steps:
+            yield f"{name}.warmup_steps", f"exceeds {name}.steps={stage.steps}"
+        if stage.steps and "lora_targets" in stage and not tuple(stage.lora_targets):
+            yield f"{name}.lora_targets", "must name at least one kind of kernel"
+    for name in STAGES:
+        if c[name].steps and needs_text(c, name) and not (c.data.text.path or c.data.text.name):
+            yield "data.text.path", (f"must be set when {name}.steps > 0: the stage trains on raw "
+                                     "target-language text (or set data.text.kind='hf' and data.text.name)")
+    if c.align.steps and not c.data.parallel.path:
+        yield "data.parallel.path", "must be set when align.steps > 0: the stage trains on parallel text"
+
+
+MASK_PROB = Field(0.15, "masked-LM: share of each text's tokens predicted (BERT's 80/10/10 rule)", gt=0.0, le=0.5)
+
+VOCAB_WARMUP = Section(_stage(1e-4, 32, 128, {
+    "objective": Field("mlm", "mlm: masked LM on data.text; retrieval: the `train` loss on data.train",
+                       choices=WARMUP_OBJECTIVES),
+    "mask_prob": MASK_PROB,
+}))
+MLM = Section(_stage(5e-5, 32, 128, {"mask_prob": MASK_PROB, **_adapter()}))
+ALIGN = Section(_stage(5e-5, 32, 64, {
+    "loss": Field("sparse_mse", "distillation loss against the frozen source model on data.parallel",
+                  choices=ALIGN_LOSSES),
+    **_adapter(),
+}), rules=(_stage_rules,))

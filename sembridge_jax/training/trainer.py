@@ -5,6 +5,12 @@ step is a pure function of ``(state, batch)`` jitted with explicit in/out shardi
 donated. Queries and documents of the GLOBAL batch are encoded and scored inside that one jit,
 so in-batch negatives span every device (the compiler inserts the gathers).
 
+Every stage trains through ``fit`` (training/stages.py): its objective, its data, which parameters
+train (``train.trainable``: all or the vocabulary rows) and optionally a LoRA ``Adapter``: then the
+trained parameters are the adapter's alone, the model the objective sees is the base with the adapter
+applied, and the model ``fit`` returns has the adapter merged into its weights (a plain model).
+Frozen parameters get no gradient (only the trainable ones are differentiated) and no optimiser state.
+
 Gradient accumulation (``train.grad_accum_steps = A``) scans over A micro-batches of B / A
 examples inside the step and averages their gradients: in-batch negatives then come from the
 micro-batch (B / A queries, still across all devices), not from the whole batch of B, and the
@@ -25,9 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from sembridge_jax.models.encoder import remat_compiler_options
+from sembridge_jax.models.lora import SUFFIX_A, SUFFIX_B, apply_lora, init_lora, lora_targets, merge_lora
 from sembridge_jax.models.state import ParamLayout, merge_model, split_model
 from sembridge_jax.storage import as_path
 from sembridge_jax.training import losses, optim, sharding
@@ -88,30 +96,35 @@ def make_train_step(
     *,
     grad_accum_steps: int = 1,
     learning_rate: optax.Schedule | None = None,
+    to_model: Callable[[Mapping[str, jax.Array]], nnx.Module] | None = None,
 ) -> Callable[[TrainState, Mapping[str, jax.Array]], tuple[TrainState, dict[str, jax.Array]]]:
     """The pure train step ``(state, batch) -> (state, metrics)`` (not yet jitted).
 
+    ``state["params"]`` holds the trained parameters, ``state["frozen"]`` (optional) the others:
+    only the trained ones are differentiated and updated. ``to_model(params)`` builds the model the
+    objective sees from both (default ``merge_model(layout, .)``).
     With ``grad_accum_steps = A > 1`` every batch array carries a leading micro-batch axis of
     size A and the gradients of the A micro-batches are averaged (see the module docstring).
     Metrics are means over micro-batches, plus ``grad_norm`` (before clipping) and ``learning_rate``.
     """
+    to_model = to_model or (lambda p: merge_model(layout, p))
 
-    def loss_fn(params, batch, step):
-        return objective(merge_model(layout, params), batch, step)
+    def loss_fn(params, frozen, batch, step):
+        return objective(to_model({**frozen, **params}), batch, step)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def step_fn(state: TrainState, batch):
-        params, step = state["params"], state["step"]
+        params, frozen, step = state["params"], state.get("frozen", {}), state["step"]
         if grad_accum_steps == 1:
-            (_, metrics), grads = grad_fn(params, batch, step)
+            (_, metrics), grads = grad_fn(params, frozen, batch, step)
         else:
 
             def micro(carry, mb):
-                (_, m), g = grad_fn(params, mb, step)
+                (_, m), g = grad_fn(params, frozen, mb, step)
                 return jax.tree.map(jnp.add, carry, (g, m)), None
 
-            (_, m_shape), g_shape = jax.eval_shape(grad_fn, params, _first(batch), step)
+            (_, m_shape), g_shape = jax.eval_shape(grad_fn, params, frozen, _first(batch), step)
             zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (g_shape, m_shape))
             (grads, metrics), _ = jax.lax.scan(micro, zeros, batch)
             grads, metrics = jax.tree.map(lambda x: x / grad_accum_steps, (grads, metrics))
@@ -119,7 +132,7 @@ def make_train_step(
         if learning_rate is not None:
             metrics["learning_rate"] = learning_rate(step)
         updates, opt = tx.update(grads, state["opt"], params)
-        new = {"params": optax.apply_updates(params, updates), "opt": opt, "step": step + 1}
+        new = {**state, "params": optax.apply_updates(params, updates), "opt": opt, "step": step + 1}
         return new, metrics
 
     return step_fn
@@ -153,21 +166,30 @@ def build_sharded_step(
     *,
     grad_accum_steps: int = 1,
     learning_rate: optax.Schedule | None = None,
+    to_model: Callable | None = None,
+    trainable: Mapping[str, bool] | None = None,
 ) -> ShardedStep:
     """Shardings for parameters (from logical axes + rules), optimiser state (like its parameter)
-    and batch (data axes), and the train step jitted with them and with the state donated."""
+    and batch (data axes), and the train step jitted with them and with the state donated.
+
+    ``trainable`` ({path: bool} over ``layout.shapes``, default all) splits the parameters into the
+    state's "params" (trained; ``tx`` sees only these) and "frozen"; ``to_model`` as in ``make_train_step``."""
     param_sh = sharding.param_shardings(layout.logical_axes, layout.shapes, mesh, rules)
-    abstract_params = {k: jax.ShapeDtypeStruct(s, layout.dtypes[k]) for k, s in layout.shapes.items()}
-    abstract_opt = jax.eval_shape(tx.init, abstract_params)
+    abstract_all = {k: jax.ShapeDtypeStruct(s, layout.dtypes[k]) for k, s in layout.shapes.items()}
+    trained, frozen = split_trainable(abstract_all, trainable)
+    abstract_opt = jax.eval_shape(tx.init, trained)
     state_sh = {
-        "params": param_sh,
+        "params": {k: param_sh[k] for k in trained},
         "opt": sharding.like_params(abstract_opt, param_sh, layout.shapes, mesh),
         "step": sharding.replicated(mesh),
     }
-    abstract = {"params": abstract_params, "opt": abstract_opt, "step": jax.ShapeDtypeStruct((), jnp.int32)}
+    abstract = {"params": trained, "opt": abstract_opt, "step": jax.ShapeDtypeStruct((), jnp.int32)}
+    if frozen:
+        state_sh["frozen"], abstract["frozen"] = {k: param_sh[k] for k in frozen}, frozen
     abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sh)
     leading = 1 if grad_accum_steps > 1 else 0
-    fn = make_train_step(layout, tx, objective, grad_accum_steps=grad_accum_steps, learning_rate=learning_rate)
+    fn = make_train_step(layout, tx, objective, grad_accum_steps=grad_accum_steps, learning_rate=learning_rate,
+                         to_model=to_model)
     jitted = jax.jit(
         fn,
         in_shardings=(state_sh, sharding.batch_sharding(mesh, leading)),
@@ -178,17 +200,77 @@ def build_sharded_step(
     return ShardedStep(mesh, state_sh, leading, jitted, abstract)
 
 
+def split_trainable(params: Mapping[str, Any], trainable: Mapping[str, bool] | None) -> tuple[dict, dict]:
+    """(trained, frozen) parts of a flat parameter dict; ``trainable`` None = everything trains."""
+    if trainable is None:
+        return dict(params), {}
+    return ({k: v for k, v in params.items() if trainable[k]}, {k: v for k, v in params.items() if not trainable[k]})
+
+
 def init_state(
-    params: Mapping[str, jax.Array], tx: optax.GradientTransformation, state_sharding
+    params: Mapping[str, jax.Array], tx: optax.GradientTransformation, state_sharding,
+    frozen: Mapping[str, jax.Array] | None = None,
 ) -> TrainState:
-    """Place the parameters with their shardings and build the optimiser state already sharded."""
+    """Place the parameters with their shardings and build the optimiser state already sharded
+    (``frozen``: the parameters that do not train, placed as they are, no optimiser state)."""
     params = jax.device_put(dict(params), state_sharding["params"])
     init = jax.jit(
         lambda p: {"params": p, "opt": tx.init(p), "step": jnp.zeros((), jnp.int32)},
         in_shardings=(state_sharding["params"],),
-        out_shardings=state_sharding,
+        out_shardings={k: v for k, v in state_sharding.items() if k != "frozen"},
     )
-    return init(params)
+    state = init(params)
+    if frozen:
+        state["frozen"] = jax.device_put(dict(frozen), state_sharding["frozen"])
+    return state
+
+
+@dataclasses.dataclass(frozen=True)
+class Adapter:
+    """A LoRA adapter (models/lora.py) trained instead of the model's weights: ``rank`` > 0, ``alpha``,
+    ``targets`` among lora.TARGET_AXES. A is drawn from the run's seed, B starts at zero."""
+
+    rank: int
+    alpha: float
+    targets: tuple[str, ...] = ("attention", "ffn")
+
+
+def adapter_space(layout: ParamLayout, adapter: Adapter, seed: int):
+    """(layout extended by the adapter's parameters, the fresh adapter, ``to_model``) for training it."""
+    lora = init_lora(layout.shapes, lora_targets(layout, adapter.targets), adapter.rank, seed)
+    extended = dataclasses.replace(
+        layout,
+        shapes={**layout.shapes, **{k: tuple(v.shape) for k, v in lora.items()}},
+        dtypes={**layout.dtypes, **{k: v.dtype for k, v in lora.items()}},
+        logical_axes={**layout.logical_axes, **dict.fromkeys(lora)},  # small: replicated
+    )
+
+    def to_model(params):
+        adapter_params = {k: v for k, v in params.items() if k.endswith((SUFFIX_A, SUFFIX_B))}
+        return merge_model(layout, apply_lora(params, adapter_params, adapter.alpha, adapter.rank))
+
+    return extended, lora, to_model
+
+
+def plain_model(layout: ParamLayout, params: Mapping[str, Any], adapter: Adapter | None) -> nnx.Module:
+    """The model of a stage's final parameters (host arrays), its adapter (if any) merged into the weights
+    in numpy (``lora.merge_lora``): the one path both a finished run and a rerun that skips it take, so the
+    next stage starts from the same bits either way."""
+    params = {k: np.asarray(v) for k, v in params.items()}
+    if adapter is not None:
+        lora = {k: params.pop(k) for k in [k for k in params if k.endswith((SUFFIX_A, SUFFIX_B))]}
+        params = merge_lora(params, lora, adapter.alpha, adapter.rank)
+    return merge_model(layout, {k: jnp.asarray(v) for k, v in params.items()})
+
+
+def host_params(params: Mapping[str, jax.Array]) -> dict[str, np.ndarray]:
+    """Every parameter fully on this host (a collective under several processes: all must call it)."""
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, jax.Array) and not v.is_fully_addressable:
+            v = multihost_utils.process_allgather(v, tiled=True)
+        out[k] = np.asarray(v)
+    return out
 
 
 def micro_batches(batch: Mapping[str, np.ndarray], grad_accum_steps: int) -> dict[str, np.ndarray]:
@@ -290,8 +372,10 @@ def fit(
     mesh: Mesh | None = None,
     desc: str = "train",
     method: str | None = None,
+    stage: str = "retrieval",
+    adapter: Adapter | None = None,
 ) -> FitResult:
-    """Fine-tune ``model`` for ``config.train.num_steps`` steps, resuming from ``workdir``'s newest
+    """Train ``model`` for ``config.train.num_steps`` steps, resuming from ``workdir``'s newest
     checkpoint (parameters, optimiser state, step, data position; the RNG is the seed, stored).
 
     ``data`` offers ``next_batch() -> {name: np.ndarray}`` (this process's rows), ``state()`` and
@@ -302,6 +386,10 @@ def fit(
     the run's settings (``run_settings.run_settings``; ``method`` replaces init.method); a resume with other
     settings refuses naming them, unless ``checkpoint.restart_from`` / ``resume_policy="new_run"`` say what
     to do (``run_settings.prepare_resume``). A broken newest checkpoint is skipped (``restore_newest``).
+    ``objective`` defaults
+    to the retrieval loss of ``config.loss``; ``stage`` names the stage in the checkpoint metadata (a
+    checkpoint of another stage is refused); ``train.trainable`` picks the trained parameters, or
+    ``adapter`` trains only a LoRA adapter, merged into the weights of the returned model.
 
     The host waits for the devices only at log, evaluation and save steps: the metrics stay on the
     devices in between (``monitor.StepMetrics``), and ``metrics.jsonl`` gets their means over the
@@ -312,12 +400,22 @@ def fit(
     workdir = as_path(workdir)
     tcfg = config.train
     mesh = mesh or sharding.make_mesh(config.mesh.axes)
-    layout, params = split_model(model)
-    tx, schedule = optim.make_optimizer(tcfg, layout.shapes, layout.logical_axes)
+    base_layout, params = split_model(model)
+    layout, to_model = base_layout, None
+    if adapter is not None:
+        layout, lora, to_model = adapter_space(base_layout, adapter, config.seed)
+        trainable = {k: k in lora for k in layout.shapes}
+        params = {**params, **lora}
+    else:
+        trainable = optim.trainable_mask(layout.logical_axes, tcfg.trainable)
+    trained, frozen = split_trainable(params, trainable)
+    tx, schedule = optim.make_optimizer(tcfg, {k: layout.shapes[k] for k in trained},
+                                        {k: layout.logical_axes[k] for k in trained}, trainable="all")
     objective = objective or splade_objective(losses.loss_settings(config))
     sharded = build_sharded_step(
         layout, tx, objective, mesh, config.mesh.rules,
-        grad_accum_steps=tcfg.grad_accum_steps, learning_rate=schedule,
+        grad_accum_steps=tcfg.grad_accum_steps, learning_rate=schedule, to_model=to_model,
+        trainable=trainable,
     )
     ckpt = Checkpointer(workdir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep,
                         async_save=config.checkpoint.async_save)
@@ -325,17 +423,21 @@ def fit(
     prepare_resume(config, ckpt, settings)  # refuses changed settings, or sets steps aside as told
     restored = ckpt.restore_newest(sharded.abstract_state)  # skips (and moves aside) broken newer steps
     if restored is None:
-        state = init_state(params, tx, sharded.state_sharding)
+        state = init_state(trained, tx, sharded.state_sharding, frozen)
         start, last = 0, {}
     else:
         start, state, data_state, meta = restored
         if meta.get("seed", config.seed) != config.seed:
             raise ValueError(f"{ckpt.directory} was written with seed {meta['seed']}, config.seed is {config.seed}: "
                              "use a fresh workdir or the same seed")
+        if meta.get("stage", stage) != stage:
+            raise ValueError(f"{ckpt.directory} holds the {meta['stage']!r} stage, not {stage!r}: "
+                             "use a fresh workdir")
         data.restore(data_state)
         last = dict(meta.get("metrics", {}))
-        log.info("resumed from %s step %d", ckpt.directory, start)
-    del params  # the state owns (donated) copies from here on
+        log.info("resumed from %s step %d (stage %s)", ckpt.directory, start, stage)
+    del params, trained, frozen  # the state owns (donated) copies from here on
+    model_of = to_model or (lambda p: merge_model(layout, p))
     writer = MetricsWriter(workdir, resume_step=start)
     meter, profile = StepMetrics(), ProfileWindow(workdir, tcfg.profile_steps)
     place = lambda batch: sharded.put_batch(micro_batches(batch, tcfg.grad_accum_steps))
@@ -365,9 +467,11 @@ def fit(
                     bar.set_postfix(bar_postfix(last), refresh=False)
                     meter.reset()
                 if eval_now:
-                    writer.write(step, evaluate(merge_model(layout, state["params"])), prefix="dev/")
+                    writer.write(step, evaluate(model_of({**state.get("frozen", {}), **state["params"]})),
+                                 prefix="dev/")
                 if save_now:
-                    meta = {"loss": last["loss"], "seed": config.seed, "metrics": last, "settings": settings}
+                    meta = {"loss": last["loss"], "seed": config.seed, "stage": stage, "metrics": last,
+                            "settings": settings}
                     ckpt.save(step, state, batches.state(), meta, force=True)
                     saved_step = step
                 if stop:
@@ -380,4 +484,7 @@ def fit(
         ckpt.close()  # waits for pending (good) saves; a failed step never reached save()
         writer.close()
     plot_curves(workdir)
-    return FitResult(merge_model(layout, state["params"]), step, status, last)
+    params = {**state.get("frozen", {}), **state["params"]}
+    if adapter is not None:
+        return FitResult(plain_model(base_layout, host_params(params), adapter), step, status, last)
+    return FitResult(merge_model(layout, params), step, status, last)
