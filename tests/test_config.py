@@ -26,6 +26,15 @@ def test_demo_config_resolves_repo_paths():
     assert (REPO / "assets" / "splade-tiny-en" / "LICENSE").is_file()
 
 
+def test_label_free_recipe_reads_no_qrels_in_training(kit):
+    c = load_config(REPO / "configs" / "transfer_label_free.py")
+    assert c.data.train.type == "corpus" and Path(c.data.train.corpus, "corpus.jsonl").is_file()
+    assert not c.data.train.path and not c.data.dev.beir  # training sees documents only
+    assert Path(c.data.text.path) == (kit / "data" / "ko" / "text" / "ko_corpus.txt").resolve()
+    assert c.data.train.mine_negatives and c.init.method == "identity_semantic"
+    assert Path(c.eval.beir, "qrels", f"{c.eval.split}.tsv").is_file()  # read by the final evaluation only
+
+
 @pytest.mark.parametrize("lang,tokenizer", [("ko", "monologg/kobigbird-bert-base"), ("ar", "UBC-NLP/ARBERT"),
                                             ("zh", "fnlp/bart-base-chinese"), ("hi", "l3cube-pune/hindi-bert-v2"),
                                             ("ru", "DeepPavlov/rubert-base-cased")])
