@@ -150,6 +150,28 @@ def test_export_from_checkpoint_loads_in_sentence_transformers(job, tmp_path):
     np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
 
 
+def test_train_py_runs_the_stages_before_retrieval(setup, tmp_path_factory):
+    """mlm (LoRA) and align on, as a user turns them on: each stage trains in its own folder with its own
+    curves, then retrieval starts from its result; the export is a plain model (adapter merged)."""
+    from stages_tiny import tiny_parallel, tiny_texts
+
+    texts, parallel = tiny_texts(setup / "texts.txt"), tiny_parallel(setup / "parallel.tsv")
+    workdir = setup / "staged"
+    args = ["train.py", "--config", str(setup / "cfg.py"), "--workdir", str(workdir), "--config.compare.methods=()",
+            "--config.mlm.steps=2", "--config.mlm.batch_size=8", "--config.mlm.max_length=16",
+            "--config.mlm.lora_rank=2", f"--config.data.text.path={texts}",
+            "--config.align.steps=2", "--config.align.batch_size=8", "--config.align.max_length=16",
+            f"--config.data.parallel.path={parallel}"]
+    _python(args, _env(tmp_path_factory))
+    for stage in ("mlm", "align"):
+        folder = workdir / "stages" / stage
+        assert (folder / "checkpoints" / "2").exists() and (folder / "training_curves.png").exists(), stage
+        assert [json.loads(line)["step"] for line in (folder / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert json.loads((workdir / "results.json").read_text())[0]["steps"] == 6
+    exported = json.loads((workdir / "export" / "config.json").read_text())
+    assert not any("lora" in key for key in exported)  # merged: the export is a plain BERT
+
+
 def test_gcs_workdir_gives_the_same_job(job, gcs):
     """The whole job on a gs:// workdir (a local GCS server): alignments, Orbax checkpoints, metrics,
     TensorBoard, plot, eval cache, export and results land in the bucket; the table and the exported

@@ -221,7 +221,10 @@ def init_state(
     )
     state = init(params)
     if frozen:
-        state["frozen"] = jax.device_put(dict(frozen), state_sharding["frozen"])
+        # Copies: the step donates the whole state, and a frozen array may be shared with another model
+        # (apply_alignment keeps the source model's encoder arrays, which the align stage's teacher reads).
+        copy = jax.jit(lambda f: jax.tree.map(jnp.copy, f), out_shardings=state_sharding["frozen"])
+        state["frozen"] = copy(dict(frozen))
     return state
 
 
