@@ -18,7 +18,7 @@ PACKAGE = "sembridge_jax"
 
 # Bottom to top. A module belongs to the first layer one of whose prefixes it starts with.
 LAYERS = [
-    ("foundation", ("sembridge_jax.storage", "sembridge_jax.schema", "sembridge_jax.cli")),
+    ("foundation", ("sembridge_jax.storage", "sembridge_jax.schema", "sembridge_jax.cli", "sembridge_jax.lines")),
     ("models", ("sembridge_jax.models",)),
     ("hf", ("sembridge_jax.hf",)),
     ("bridge", ("sembridge_jax.bridge",)),

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sembridge_jax.lines import DataError, numbered_lines
+
 FREQUENCY_BIAS = ("unigram", "idf")
 
 
@@ -43,22 +45,17 @@ def read_texts(path: str | Path) -> list[str]:
     """The texts of a bias text file (see the module docstring); ValueError naming the file if it has none."""
     f = text_file(path)
     texts = []
-    with open(f, "rb") as fh:
-        for n, raw in enumerate(fh, 1):
+    for n, line in numbered_lines(f):
+        if line is None:
+            raise DataError(f"{f}:{n}: not valid UTF-8")
+        if f.suffix == ".jsonl":
             try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ValueError(f"{f}:{n}: not valid UTF-8") from None
-            if not line.strip():
-                continue
-            if f.suffix == ".jsonl":
-                try:
-                    doc = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{f}:{n}: not valid JSON ({e.msg})") from None
-                title = (doc.get("title") or "").strip()
-                line = f"{title} {doc.get('text') or ''}" if title else doc.get("text") or ""
-            texts.append(line.strip())
+                doc = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{f}:{n}: not valid JSON ({e.msg})") from None
+            title = (doc.get("title") or "").strip()
+            line = f"{title} {doc.get('text') or ''}" if title else doc.get("text") or ""
+        texts.append(line.strip())
     texts = [t for t in texts if t]
     if not texts:
         raise ValueError(f"bias text {f} holds no text")

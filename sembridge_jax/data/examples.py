@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sembridge_jax.data.retrieval import load_beir
-from sembridge_jax.data.text import DataError, numbered_lines
+from sembridge_jax.lines import DataError, numbered_lines
 
 
 @dataclasses.dataclass(frozen=True)

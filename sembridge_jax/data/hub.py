@@ -34,7 +34,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from sembridge_jax.data.text import DataError, numbered_lines
+from sembridge_jax.lines import DataError, numbered_lines
 
 MIRACL_REPO = "miracl/miracl"
 MIRACL_CORPUS_REPO = "miracl/miracl-corpus"

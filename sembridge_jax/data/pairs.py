@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from sembridge_jax.data.examples import Example
-from sembridge_jax.data.text import DataError, numbered_lines
+from sembridge_jax.lines import DataError, numbered_lines
 
 PAIR_KINDS = ("title", "span")
 _WORD = re.compile(r"\S+")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from sembridge_jax.data import hub
-from sembridge_jax.data.text import DataError, numbered_lines
+from sembridge_jax.lines import DataError, numbered_lines
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from sembridge_jax.data.examples import LoadedExamples, read_beir, read_hf, read_jsonl, read_tfds, read_tsv
 from sembridge_jax.data.pairs import corpus_pairs, read_corpus
 from sembridge_jax.data.retrieval import RetrievalDataset
-from sembridge_jax.data.text import DataError
+from sembridge_jax.lines import DataError
 from sembridge_jax.storage import as_path
 
 

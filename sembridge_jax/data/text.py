@@ -1,4 +1,4 @@
-"""Raw target-language text for the `mlm` stage, and the numbered-line reader every text file goes through.
+"""Raw target-language text for the `mlm` stage (files read through lines.numbered_lines).
 
 Sources: a text file (one text per line), JSONL (one object per line, text in `field`) or a Hugging
 Face dataset (`name` / `subset` / `split`, text in `field`; local json/parquet files through
@@ -13,27 +13,11 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+from sembridge_jax.lines import DataError, numbered_lines
+
 log = logging.getLogger(__name__)
 
 TEXT_KINDS = ("auto", "txt", "jsonl", "hf")
-
-
-class DataError(ValueError):
-    """A malformed data record; the message names the file and line (or dataset row)."""
-
-
-def numbered_lines(path: str | Path) -> Iterator[tuple[int, str | None]]:
-    """(1-based line number, line without its line break) for every non-blank line of a UTF-8 file;
-    the line is None when its bytes are not valid UTF-8, so the caller can name file:line or skip it."""
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8").rstrip("\n").rstrip("\r")
-            except UnicodeDecodeError:
-                yield number, None
-                continue
-            if line.strip():
-                yield number, line
 
 
 def _kind_of(path: str, name: str, kind: str) -> str:

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from sembridge_jax.models.heads import masked_max_logits
 from sembridge_jax.storage import as_path, replace_file
 from sembridge_jax.training.batches import ShardedOrder
+from sembridge_jax.training.distributed import process_slot
 
 ROWS_TOKENS = 4096  # rows x tokens per frozen-model batch (rows: a power of two)
 
@@ -162,10 +163,6 @@ def teacher_logits(model, tokenizer, texts: Sequence[str], *, max_length: int, i
     return matrix
 
 
-def _process() -> tuple[int, int]:
-    return jax.process_index(), jax.process_count()
-
-
 class AlignBatches:
     """Alignment stream: states / mask [b, L] of a text (English, or the target side of a parallel pair)
     and teacher_raw [b, V]: the teacher's logits of the same English text (or of the English parallel)."""
@@ -174,7 +171,7 @@ class AlignBatches:
                  process: tuple[int, int] | None = None):
         if len(states) != teacher.shape[0]:
             raise ValueError(f"{len(states)} texts with states for {teacher.shape[0]} teacher vectors")
-        index, count = process or _process()
+        index, count = process or process_slot()
         self.states, self.teacher, self.length = states, teacher, length
         self.order = ShardedOrder(len(states), batch_size, seed, process_index=index, process_count=count)
 
@@ -200,7 +197,7 @@ class RetrievalBatches:
                  english_docs: sp.csr_matrix | None = None, process: tuple[int, int] | None = None):
         if english_docs is not None and english_docs.shape[0] != len(docs):
             raise ValueError(f"{english_docs.shape[0]} English page vectors for {len(docs)} pages")
-        index, count = process or _process()
+        index, count = process or process_slot()
         self.queries, self.docs, self.pairs = queries, docs, np.asarray(pairs, np.int64)
         self.query_length, self.doc_length, self.english_docs = query_length, doc_length, english_docs
         self.order = ShardedOrder(len(self.pairs), batch_size, seed, process_index=index, process_count=count)

@@ -169,6 +169,11 @@ def preemption_sync_manager():
     return jax_distributed.global_state.preemption_sync_manager
 
 
+def process_slot() -> tuple[int, int]:
+    """(this process's index, the number of processes): which slice of each global batch it reads."""
+    return jax.process_index(), jax.process_count()
+
+
 def is_main_process() -> bool:
     """Whether this is process 0 (the one that writes shared artifacts and logs)."""
     return jax.process_index() == 0

@@ -20,12 +20,9 @@ from tqdm.auto import tqdm
 
 from sembridge_jax.models.heads import dense_pool
 from sembridge_jax.training.batches import ShardedOrder, tokenize
+from sembridge_jax.training.distributed import process_slot
 from sembridge_jax.training.losses import map_to_target_vocab
 from sembridge_jax.training.mlm import mask_tokens, max_predictions
-
-
-def _process() -> tuple[int, int]:
-    return jax.process_index(), jax.process_count()
 
 
 class TextBatches:
@@ -36,7 +33,7 @@ class TextBatches:
         if tokenizer.mask_token_id is None:
             raise ValueError(f"the tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no mask token: "
                              "the masked-LM stage needs one")
-        index, count = process or _process()
+        index, count = process or process_slot()
         self.texts, self.tokenizer = list(texts), tokenizer
         self.max_length, self.mask_prob, self.seed = max_length, mask_prob, seed
         self.max_predictions = max_predictions(max_length, mask_prob)
@@ -102,7 +99,7 @@ class ParallelBatches:
                  max_length: int, seed: int, process: tuple[int, int] | None = None):
         if len(targets) != teacher.vectors.shape[0]:
             raise ValueError(f"{len(targets)} target texts for {teacher.vectors.shape[0]} teacher vectors")
-        index, count = process or _process()
+        index, count = process or process_slot()
         self.targets, self.teacher, self.tokenizer, self.max_length = list(targets), teacher, tokenizer, max_length
         self.order = ShardedOrder(len(self.targets), batch_size, seed, process_index=index, process_count=count)
 
