@@ -16,7 +16,6 @@ results go to `<workdir>/results.{json,md}`, the model to `<workdir>/export` (`S
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -30,8 +29,10 @@ from flax import nnx
 
 from sembridge_jax.api import SparseEncoder
 from sembridge_jax.bridge.encode import bridge_identity, resolve_bridge
+from sembridge_jax.cli import run_cli
 from sembridge_jax.config import parse_config_args
 from sembridge_jax.data.examples import read_parallel_tsv
+from sembridge_jax.data.pairs import read_corpus
 from sembridge_jax.data.retrieval import RetrievalDataset, load_beir
 from sembridge_jax.evaluation.encode import CorpusEncoder, SparseCollection, vocab_tokens
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25, evaluate_sparse
@@ -73,13 +74,9 @@ def english_texts(cfg, seed: int) -> list[str]:
     included), deduplicated, a seeded sample of `cfg.max_texts`."""
     texts: list[str] = []
     if cfg.tsv:
-        with open(cfg.tsv, encoding="utf-8") as f:
-            texts += [line.split("\t", 1)[0] for i, line in enumerate(f) if i]
+        texts += [english for english, _ in read_parallel_tsv(cfg.tsv)[0]]
     if cfg.corpus:
-        with open(Path(cfg.corpus) / "corpus.jsonl", encoding="utf-8") as f:
-            for line in f:
-                doc = json.loads(line)
-                texts += [doc.get("title") or "", doc.get("text") or ""]
+        texts += [field for doc in read_corpus(cfg.corpus).values() for field in (doc["title"], doc["text"])]
     unique = list(dict.fromkeys(t for text in texts for t in _lines(text, cfg.max_chars) if len(t) >= 3))
     if not unique:
         raise ValueError(f"connector.english: no English text in {cfg.tsv or ''} {cfg.corpus or ''}")
@@ -258,4 +255,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))
