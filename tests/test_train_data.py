@@ -289,3 +289,25 @@ def test_corpus_type_with_mining_trains_a_tiny_model_end_to_end(tmp_path):
     data.restore({"train": {"epoch": 0, "index": 0}})
     result = trainer.fit(config, tiny_model(len(tokenizer)), tmp_path / "run", data)
     assert result.status == "done" and result.step == 6 and np.isfinite(result.last_metrics["loss"])
+
+
+def test_corpus_pairs_join_the_labelled_examples(beir, tmp_path):
+    labelled = sources.load_examples(spec(type="beir", path=str(beir), split="train")).examples
+    pairs = sources.load_examples(spec(type="corpus", corpus=str(beir), span_words=(1, 2))).examples
+    both = sources.load_examples(spec(type="beir", path=str(beir), split="train", corpus_pairs=True,
+                                      span_words=(1, 2)), miner=mining.mine_negatives)
+    assert both.examples == labelled + pairs and {e.positive_id for e in pairs} == set(both.corpus)
+    mined = sources.load_examples(spec(type="beir", path=str(beir), split="train", corpus_pairs=True,
+                                       span_words=(1, 2), mine_negatives=True, num_hard_negatives=2),
+                                  miner=mining.mine_negatives).examples
+    positives = known_positives(beir)
+    assert len(mined) == len(both.examples)
+    for e in mined:  # a labelled query never gets one of its positives; a pair never its own document
+        assert not set(e.negative_ids) & (positives.get(e.query_id, set()) | {e.positive_id})
+    c = default_config()
+    c.source, c.target_tokenizer = str(REPO / "assets" / "splade-tiny-en"), str(REPO / "assets" / "ko-wordpiece-12k")
+    for changes, key in ((dict(type="corpus", corpus=str(beir)), "corpus_pairs.*labelled"),
+                         (dict(type="jsonl", path=str(beir / "corpus.jsonl")), "data.train.corpus.*corpus_pairs")):
+        c.data.train.update(spec(corpus_pairs=True, **changes))
+        with pytest.raises(ConfigError, match=key):
+            validate(c)

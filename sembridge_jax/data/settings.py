@@ -24,6 +24,10 @@ def _train_rules(c):
     qrels = Path(t.path) / "qrels" / f"{t.split}.tsv"
     if t.type == "beir" and t.path and not qrels.is_file():
         yield "data.train.split", f"has no qrels file {qrels}"
+    if t.corpus_pairs and t.type == "corpus":
+        yield "data.train.corpus_pairs", "is for labelled sources; data.train.type='corpus' trains on those pairs alone"
+    if t.corpus_pairs and t.type != "beir" and not t.corpus:
+        yield "data.train.corpus", f"must be set for data.train.corpus_pairs: a {t.type!r} source has no documents"
     if t.mine_negatives:
         yield from _mining_rules(c)
     else:
@@ -79,6 +83,9 @@ TRAIN = Section({
     "span_words": Field((8, 24), "corpus: (min, max) words of a span query, at most half of the body",
                         check=_span_words),
     "remove_span": Field(True, "corpus: the positive of a span pair leaves the span out (inverse cloze)"),
+    "corpus_pairs": Field(False, "labelled sources: also train on the label-free pairs (pair_kinds ...) of "
+                                 "data.train.corpus, a beir source's own corpus when unset: every document "
+                                 "then takes part in training, not only the labelled ones"),
     "mine_negatives": Field(False, "replace the hard negatives by num_hard_negatives BM25 negatives mined from "
                                    "the corpus, never a known positive of the query; cached beside the corpus"),
     "mine_depth": Field(100, "mining: negatives are drawn from the BM25 top mine_depth non-positives", ge=1),

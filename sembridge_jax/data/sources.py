@@ -50,6 +50,16 @@ def read_corpus_pairs(spec) -> LoadedExamples:
 READERS = {"jsonl": read_jsonl, "tsv": read_tsv, "beir": read_beir, "hf": read_hf, "tfds": read_tfds,
            "corpus": read_corpus_pairs}
 
+def with_corpus_pairs(loaded: LoadedExamples, spec) -> LoadedExamples:
+    """The labelled examples followed by the label-free pairs of spec.corpus (a beir source's own folder
+    when unset); the pairs' query ids ('doc#title0') cannot collide with a labelled query's."""
+    corpus_spec = copy.deepcopy(spec)
+    corpus_spec.corpus, corpus_spec.max_examples = spec.corpus or spec.path, 0
+    pairs = read_corpus_pairs(corpus_spec)
+    return dataclasses.replace(loaded, examples=loaded.examples + pairs.examples,
+                               source=f"{loaded.source} + {pairs.source}", corpus=loaded.corpus or pairs.corpus)
+
+
 def first_records_problem(spec, n: int = 20) -> str | None:
     """What stops the first `n` usable records of a jsonl / tsv `data.train` source from being read (the
     reader's own checks: encoding, JSON, fields, negatives), or None: a config-time check, before any work."""
@@ -127,6 +137,8 @@ def load_examples(spec, *, miner: Miner | None = None, workdir: str = "") -> Loa
     corpus = read_corpus(spec.corpus, skip_bad_lines=spec.skip_bad_lines) if (
         spec.mine_negatives and spec.corpus and spec.type != "corpus") else None
     loaded = READERS[spec.type](spec)
+    if spec.corpus_pairs:
+        loaded = with_corpus_pairs(loaded, spec)
     if not spec.mine_negatives:
         return loaded
     corpus = corpus or loaded.corpus
