@@ -2,15 +2,18 @@
 transformers' BERT/XLM-R modules) encodes texts as our JAX `SparseEncoder.from_pretrained(connector folder)`
 does, within 1e-4, with and without LexEcho and appended tokens; the CLI; bad input."""
 import json
+import shutil
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 from flax import nnx
 
 from sembridge_jax import SparseEncoder
+from sembridge_jax.cli import run_cli
 from sembridge_jax.export.__main__ import main as export_main
 from sembridge_jax.export.connector import save_connector
 from sembridge_jax.export.connector_st import export_connector_st
@@ -97,3 +100,75 @@ def test_st_export_matches_jax_with_the_kit_models(kit, tmp_path):
     assert ours.shape == theirs.shape == (5, 30522 + 250037)
     np.testing.assert_allclose(theirs, ours, atol=1e-4, rtol=1e-4)
     assert (ours[:, :30522] > 0).sum(1).min() > 5 and (ours[:, 30522:] > 0).sum(1).min() >= 1
+
+
+def test_st_decode_names_output_columns_and_resave_round_trips(tmp_path):
+    folder = _connector_folder(tmp_path, echo=True, n_added=1)
+    st, first = _st_encode(export_connector_st(folder, tmp_path / "st"), TEXTS)
+    english_tok = load_tokenizer(str(tmp_path / "en"))
+    bridge_tok = load_tokenizer(str(tmp_path / "bridge"))
+    row = first[4]
+    decoded = st.decode(torch.from_numpy(row).to_sparse())
+    expected = [((english_tok.convert_ids_to_tokens(int(i)) if i < 1000
+                  else "echo:" + bridge_tok.convert_ids_to_tokens(int(i) - 1000)), float(row[i]))
+                for i in np.flatnonzero(row)]
+    assert sorted(decoded, key=repr) == sorted(expected, key=repr) and ("echo:lights", float(row[1000 + 61])) in decoded
+    st.save(str(tmp_path / "resaved"))  # sentence-transformers' own save: the folder loads again, same vectors
+    _, again = _st_encode(tmp_path / "resaved", TEXTS)
+    np.testing.assert_array_equal(again, first)
+
+
+def _npz_edit(f, edit):
+    weights = dict(np.load(f))
+    edit(weights)
+    np.savez(f, **weights)
+
+
+def _json_edit(f, edit):
+    d = json.loads(f.read_text())
+    edit(d)
+    f.write_text(json.dumps(d))
+
+
+BAD_FOLDERS = {  # name: (how the copy of a good connector folder is broken, what the one error line says)
+    "not_a_connector": (lambda f: (f / "connector_config.json").unlink(), "no connector_config.json"),
+    "invalid_json": (lambda f: (f / "connector_config.json").write_text("{\n  \"kind\": "),
+                     "connector_config.json: invalid JSON at line 2"),
+    "unknown_key": (lambda f: _json_edit(f / "connector_config.json", lambda d: d.update(colour="red")),
+                    "connector_config.json: not a connector config"),
+    "bridge_hidden": (lambda f: _json_edit(f / "connector_config.json", lambda d: d.update(bridge_hidden=16)),
+                      "bridge_hidden is 16"),
+    "no_weights": (lambda f: (f / "connector.npz").unlink(), "connector.npz: missing"),
+    "weights_missing_key": (lambda f: _npz_edit(f / "connector.npz", lambda w: w.pop("connector.fc1.bias")),
+                            "connector.npz: weights do not match connector_config.json"),
+    "weights_shape": (lambda f: _npz_edit(f / "connector.npz", lambda w: w.update({"added": np.zeros((3, 32))})),
+                      "connector.npz: added has shape (3, 32), expected (1, 32)"),
+    "no_bridge": (lambda f: shutil.rmtree(f / "bridge"), "bridge: missing"),
+    "bridge_no_config": (lambda f: (f / "bridge" / "config.json").unlink(), "bridge: no config.json"),
+}
+
+
+def test_bad_connector_folders_give_one_error_line_naming_the_file(tmp_path, capsys):
+    good = _connector_folder(tmp_path, echo=False, n_added=1)
+    capsys.readouterr()
+    for name, (breaks, message) in BAD_FOLDERS.items():
+        bad = tmp_path / name
+        shutil.copytree(good, bad)
+        breaks(bad)
+        assert run_cli(export_main, ["--connector", str(bad), "--out", str(tmp_path / "out")]) == 1, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], (name, err)
+        assert str(bad) in err[0] or name == "bridge_hidden", (name, err)
+    assert not (tmp_path / "out").exists()  # every error came before anything was written
+    assert run_cli(export_main, ["--connector", str(good), "--out", str(good)]) == 1
+    assert "must not be the connector folder" in capsys.readouterr().err
+
+
+def test_st_load_rejects_weights_that_do_not_match_its_config(tmp_path):
+    from sentence_transformers import SparseEncoder as STSparseEncoder  # heavy: torch + sentence-transformers
+
+    out = export_connector_st(_connector_folder(tmp_path, echo=True, n_added=1), tmp_path / "st")
+    cfg = Path(out) / "sembridge_connector.json"
+    _json_edit(cfg, lambda d: d.update(n_added=0))
+    with pytest.raises(ValueError, match=r"connector.safetensors: does not match sembridge_connector.json"):
+        STSparseEncoder(str(out), trust_remote_code=True, device="cpu")

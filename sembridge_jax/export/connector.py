@@ -73,14 +73,33 @@ def save_connector(model: ConnectorSparseEncoder, out: str | os.PathLike, *, bri
     return out
 
 
-def load_connector(folder: str | os.PathLike, *, dtype: str = "float32"):
-    """(model with its bridge encoder, bridge tokenizer, English tokenizer) from a `save_connector` folder."""
-    folder = Path(folder)
-    if not is_connector_folder(folder):
+def read_connector_config(folder: Path) -> ConnectorConfig:
+    """The folder's ConnectorConfig; errors name the file."""
+    f = folder / CONFIG_FILE
+    if not f.is_file():
         raise FileNotFoundError(f"{folder}: no {CONFIG_FILE} (not a connector folder)")
+    try:
+        return ConnectorConfig.from_dict(json.loads(f.read_text(encoding="utf-8")))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{f}: invalid JSON at line {e.lineno}: {e.msg}") from e
+    except (TypeError, KeyError, ValueError) as e:
+        raise ValueError(f"{f}: not a connector config: {e}") from e
+
+
+def load_connector(folder: str | os.PathLike, *, dtype: str = "float32"):
+    """(model with its bridge encoder, bridge tokenizer, English tokenizer) from a `save_connector` folder.
+    Errors name the file (config, weights, bridge folder) before the bridge is loaded where they can."""
+    folder = Path(folder)
+    config = read_connector_config(folder)
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{folder / WEIGHTS_FILE}: missing (the connector weights)")
+    if not (folder / BRIDGE_DIR).is_dir():
+        raise FileNotFoundError(f"{folder / BRIDGE_DIR}: missing (the bridge encoder's folder)")
     bridge, bridge_tokenizer, _ = load_pretrained(folder / BRIDGE_DIR, dtype=dtype)
-    config = ConnectorConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
-    config = dataclasses.replace(config, dtype=dtype, bridge=bridge.config)
+    try:
+        config = dataclasses.replace(config, dtype=dtype, bridge=bridge.config)
+    except ValueError as e:
+        raise ValueError(f"{folder / CONFIG_FILE} disagrees with {folder / BRIDGE_DIR}: {e}") from e
     model = ConnectorSparseEncoder(config, nnx.Rngs(0), bridge=bridge)
     weights = np.load(folder / WEIGHTS_FILE)
     flat = nnx.to_flat_state(nnx.state(model, nnx.Variable))

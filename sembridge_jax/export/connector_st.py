@@ -25,12 +25,12 @@ import numpy as np
 from flax import nnx
 from safetensors.numpy import save_file
 
-from sembridge_jax.export.connector import BRIDGE_DIR, link_or_copy, load_connector
+from sembridge_jax.export.connector import BRIDGE_DIR, CONFIG_FILE, link_or_copy, load_connector
 from sembridge_jax.hf.save import hf_tensors, max_seq_length
 from sembridge_jax.models.build import build_model
 from sembridge_jax.models.connector import ENGLISH_PARTS, ConnectorSparseEncoder
 from sembridge_jax.models.encoder import MaskedLMEncoder
-from sembridge_jax.storage import as_path, writable_dir
+from sembridge_jax.storage import as_path, is_remote, readable_dir, writable_dir
 
 MODULE_SOURCE = Path(__file__).with_name("st_connector_module.py")
 CLASS_REF = "st_connector_module.ConnectorSparseModule"
@@ -97,13 +97,19 @@ def _copy_tree(src: Path, dst: Path) -> None:
 
 def export_connector_st(folder: str | os.PathLike, out: str | os.PathLike):
     """Write the folder described in the module docstring from the connector folder `folder` (what
-    `save_connector` / the connector runner's `<workdir>/export` holds) to `out` (local or an object-store
-    URL); returns `out`. Its SparseEncoder output equals `SparseEncoder.from_pretrained(folder)`'s."""
-    folder = Path(folder)
+    `save_connector` / the connector runner's `<workdir>/export` holds) to `out` (either may be an
+    object-store URL); returns `out`. Its SparseEncoder output equals `SparseEncoder.from_pretrained(folder)`'s."""
+    if not is_remote(folder) and not is_remote(out) and Path(out).resolve() == Path(folder).resolve():
+        raise ValueError(f"{out}: the sentence-transformers folder must not be the connector folder itself")
+    with readable_dir(folder) as local_src:
+        return _export(Path(local_src), Path(folder), out)
+
+
+def _export(folder: Path, name: Path, out):
     model, bridge_tokenizer, english_tokenizer = load_connector(folder)
     cfg = model.config
     if cfg.english.arch not in EXPORTABLE_ARCHS:
-        raise ValueError(f"{folder / 'connector_config.json'}: English model arch {cfg.english.arch!r}: the "
+        raise ValueError(f"{name / CONFIG_FILE}: English model arch {cfg.english.arch!r}: the "
                          f"sentence-transformers export supports {EXPORTABLE_ARCHS}")
     english = english_encoder(model)
     module_config = {

@@ -15,14 +15,19 @@ the export folder and imported from there. The computation, for texts tokenised 
       [-> LexEcho (echo on): |s| * max over positions with the same bridge token id of relu(u . x + c)]
 
 Output: [B, V_en] (English vocabulary, ids of english/'s tokenizer), or with the echo [B, V_en + V_bridge]
-(then columns V_en + i are bridge token id i). Weights: connector.safetensors (connector, added, echo);
+(then columns V_en + i are bridge token id i). `SparseEncoder.decode` names columns through the module's
+`tokenizer.convert_ids_to_tokens`: here a copy of the bridge tokenizer whose convert_ids_to_tokens names
+OUTPUT columns (English tokens, then "echo:" + bridge pieces); inputs are tokenised by `bridge_tokenizer`.
+Weights: connector.safetensors (connector, added, echo);
 the English parts and the bridge in their own Hugging Face folders.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
+import types
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -37,6 +42,7 @@ CONFIG_FILE = "sembridge_connector.json"
 WEIGHTS_FILE = "connector.safetensors"
 BRIDGE_DIR = "bridge"
 ENGLISH_DIR = "english"
+ECHO_PREFIX = "echo:"
 
 
 class Connector(torch.nn.Module):
@@ -50,15 +56,32 @@ class Connector(torch.nn.Module):
         return self.fc2(torch.nn.functional.gelu(self.fc1(self.norm(x))))
 
 
+def _column_names(module):
+    """convert_ids_to_tokens over OUTPUT columns: English tokens, then ECHO_PREFIX + bridge pieces."""
+    n_en = module.config["english_size"]
+
+    def convert(self, ids, skip_special_tokens=False):
+        one = isinstance(ids, int)
+        names = [module.english_tokenizer.convert_ids_to_tokens(int(i)) if i < n_en
+                 else ECHO_PREFIX + str(module.bridge_tokenizer.convert_ids_to_tokens(int(i) - n_en))
+                 for i in ([ids] if one else ids)]
+        return names[0] if one else names
+
+    return convert
+
+
 class ConnectorSparseModule(InputModule):
     """See the module docstring. `config`: the keys of CONFIG_FILE (written by the exporter)."""
 
     save_in_root = True
 
-    def __init__(self, bridge, english, tokenizer, config: dict):
+    def __init__(self, bridge, english, bridge_tokenizer, english_tokenizer, config: dict):
         super().__init__()
         self.config = dict(config)
-        self.bridge, self.english, self.tokenizer = bridge, english, tokenizer
+        self.bridge, self.english = bridge, english
+        self.bridge_tokenizer, self.english_tokenizer = bridge_tokenizer, english_tokenizer
+        self.tokenizer = copy.copy(bridge_tokenizer)  # what SparseEncoder.tokenizer / .decode use
+        self.tokenizer.convert_ids_to_tokens = types.MethodType(_column_names(self), self.tokenizer)
         c = self.config
         d = english.config.hidden_size
         self.connector = (None if c["kind"] == "identity"
@@ -86,7 +109,7 @@ class ConnectorSparseModule(InputModule):
 
     def preprocess(self, inputs, prompt: str | None = None, **kwargs) -> dict:
         texts = [prompt + t for t in inputs] if prompt else list(inputs)
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length,
+        enc = self.bridge_tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length,
                              return_tensors="pt")
         return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
 
@@ -128,8 +151,9 @@ class ConnectorSparseModule(InputModule):
 
     def save(self, output_path: str, *args, **kwargs) -> None:
         self.bridge.save_pretrained(os.path.join(output_path, BRIDGE_DIR))
-        self.tokenizer.save_pretrained(os.path.join(output_path, BRIDGE_DIR))
+        self.bridge_tokenizer.save_pretrained(os.path.join(output_path, BRIDGE_DIR))
         self.english.save_pretrained(os.path.join(output_path, ENGLISH_DIR))
+        self.english_tokenizer.save_pretrained(os.path.join(output_path, ENGLISH_DIR))
         save_file(self._small_state(), os.path.join(output_path, WEIGHTS_FILE))
         with open(os.path.join(output_path, CONFIG_FILE), "w", encoding="utf-8") as f:
             json.dump(self.config, f, indent=2)
@@ -145,8 +169,8 @@ class ConnectorSparseModule(InputModule):
             config = json.load(f)
         bridge = AutoModel.from_pretrained(os.path.join(folder, BRIDGE_DIR), add_pooling_layer=False).eval()
         english = AutoModelForMaskedLM.from_pretrained(os.path.join(folder, ENGLISH_DIR)).eval()
-        tokenizer = AutoTokenizer.from_pretrained(os.path.join(folder, BRIDGE_DIR))
-        module = cls(bridge, english, tokenizer, config)
+        module = cls(bridge, english, AutoTokenizer.from_pretrained(os.path.join(folder, BRIDGE_DIR)),
+                     AutoTokenizer.from_pretrained(os.path.join(folder, ENGLISH_DIR)), config)
         weights_file = os.path.join(folder, WEIGHTS_FILE)
         missing, unexpected = module.load_state_dict(load_file(weights_file), strict=False)
         missing = [k for k in missing if not k.startswith(("bridge.", "english."))]
