@@ -15,7 +15,7 @@ from flax import nnx
 from sembridge_jax import SparseEncoder
 from sembridge_jax.cli import run_cli
 from sembridge_jax.export.__main__ import main as export_main
-from sembridge_jax.export.connector import save_connector
+from sembridge_jax.export.connector import load_connector, output_names, save_connector
 from sembridge_jax.export.connector_st import export_connector_st
 from sembridge_jax.hf.load import load_model, read_config
 from sembridge_jax.hf.tokenizer import load_tokenizer
@@ -172,3 +172,11 @@ def test_st_load_rejects_weights_that_do_not_match_its_config(tmp_path):
     _json_edit(cfg, lambda d: d.update(n_added=0))
     with pytest.raises(ValueError, match=r"connector.safetensors: does not match sembridge_connector.json"):
         STSparseEncoder(str(out), trust_remote_code=True, device="cpu")
+
+
+def test_output_names(tmp_path):
+    folder = _connector_folder(tmp_path, echo=True, n_added=0)
+    model, bridge_tok, english_tok = load_connector(folder)
+    names = output_names(model.config, english_tok, bridge_tok)
+    assert len(names) == model.config.vocab_size == 2000
+    assert names[61] == "lights" and names[1061] == "echo:lights" and names[999] == "[DIM999]"

@@ -6,7 +6,8 @@ loads such a folder (it has `connector_config.json`).
     <out>/bridge/                 the frozen multilingual encoder's own folder (weights + its tokenizer)
     <out>/english_tokenizer/      the English model's tokenizer: names of the output dimensions
 
-Inputs are tokenised with the BRIDGE tokenizer; output dimensions are the English vocabulary.
+Inputs are tokenised with the BRIDGE tokenizer; output dimensions are the English vocabulary, followed with
+LexEcho (`ConnectorConfig.echo`) by the bridge vocabulary (`output_names`).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from sembridge_jax.evaluation.encode import vocab_tokens
 from sembridge_jax.hf.load import load_pretrained, read_config
 from sembridge_jax.hf.tokenizer import load_tokenizer
 from sembridge_jax.models.connector import ConnectorConfig, ConnectorSparseEncoder
@@ -31,10 +33,20 @@ WEIGHTS_FILE = "connector.npz"
 BRIDGE_DIR = "bridge"
 ENGLISH_TOKENIZER_DIR = "english_tokenizer"
 BRIDGE_FILES = (".json", ".safetensors", ".txt", ".model")
+ECHO_PREFIX = "echo:"  # names of the echo block's dimensions (st_connector_module.ECHO_PREFIX)
 
 
 def is_connector_folder(path: str | os.PathLike) -> bool:
     return (Path(path) / CONFIG_FILE).is_file()
+
+
+def output_names(config: ConnectorConfig, english_tokenizer, bridge_tokenizer) -> list[str]:
+    """A name per output dimension: the English tokens, then with the echo ECHO_PREFIX + each bridge piece
+    (so an echo dimension never shares a name with an English one in an index or a top-terms report)."""
+    names = vocab_tokens(english_tokenizer, config.english_size)
+    if config.echo:
+        names += [ECHO_PREFIX + t for t in vocab_tokens(bridge_tokenizer, config.bridge_vocab)]
+    return names
 
 
 def connector_weights(model: ConnectorSparseEncoder) -> dict[str, np.ndarray]:
