@@ -79,11 +79,12 @@ def test_cli_writes_the_st_folder(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_st_export_matches_jax_with_the_kit_models(kit, tmp_path):
-    """The real route: the kit's e5 bridge (BertModel, XLM-R tokenizer, 250,037 ids) and splade-tiny-en,
-    a random connector with two appended tokens and the echo, Korean and English texts."""
+    """The real route: the kit's e5 bridge (BertModel, XLM-R tokenizer, 250,037 ids; stored in float16, which
+    both sides compute in float32) and splade-tiny-en, a random connector with two appended tokens and the
+    echo, Korean and English texts."""
     from sembridge_jax.bridge.e5 import materialize_e5
 
-    bridge_dir = materialize_e5()
+    bridge_dir = materialize_e5(str(tmp_path / "e5"), dtype="float16")
     english = load_model(kit / "assets/splade-tiny-en")
     cfg = ConnectorConfig(english.config, bridge_hidden=384, connector_hidden=256, n_added=2, echo=True,
                           bridge_vocab=read_config(Path(bridge_dir)).vocab_size)

@@ -167,8 +167,10 @@ class ConnectorSparseModule(InputModule):
                                    revision=revision, local_files_only=local_files_only)
         with open(os.path.join(folder, CONFIG_FILE), encoding="utf-8") as f:
             config = json.load(f)
-        bridge = AutoModel.from_pretrained(os.path.join(folder, BRIDGE_DIR), add_pooling_layer=False).eval()
-        english = AutoModelForMaskedLM.from_pretrained(os.path.join(folder, ENGLISH_DIR)).eval()
+        # float32 whatever the stored dtype (an fp16 bridge folder), as sembridge-jax computes
+        bridge = AutoModel.from_pretrained(os.path.join(folder, BRIDGE_DIR), add_pooling_layer=False,
+                                           dtype=torch.float32).eval()
+        english = AutoModelForMaskedLM.from_pretrained(os.path.join(folder, ENGLISH_DIR), dtype=torch.float32).eval()
         module = cls(bridge, english, AutoTokenizer.from_pretrained(os.path.join(folder, BRIDGE_DIR)),
                      AutoTokenizer.from_pretrained(os.path.join(folder, ENGLISH_DIR)), config)
         weights_file = os.path.join(folder, WEIGHTS_FILE)
