@@ -127,16 +127,19 @@ def test_text_path_runs_the_frozen_bridge():
     assert model.config.max_tokens == 512 and model.config.pad_token_id == 1
 
 
-def test_bfloat16_is_close_to_float32():
+@pytest.mark.parametrize("echo", [False, True])
+def test_bfloat16_is_close_to_float32(echo):
     rng = np.random.default_rng(0)
     states = jnp.asarray(rng.standard_normal((2, 5, D_BRIDGE)), jnp.float32)
     mask = jnp.ones((2, 5), jnp.int32)
-    f32 = _tiny()
-    b16 = _tiny(dtype="bfloat16")
-    a = np.asarray(jax.jit(lambda s, m: f32.splade_from_states(s, m))(states, mask))
-    b = np.asarray(b16.splade_from_states(states, mask))
-    assert b.dtype == np.float32
+    ids = jnp.asarray(rng.integers(0, 150, (2, 5)), jnp.int32) if echo else None
+    f32 = _tiny(echo=echo)
+    b16 = _tiny(dtype="bfloat16", echo=echo)
+    a = np.asarray(jax.jit(lambda s, m, i: f32.splade_from_states(s, m, i))(states, mask, ids))
+    b = np.asarray(b16.splade_from_states(states, mask, ids))
+    assert b.dtype == np.float32 and b.shape == (2, 350 if echo else 200)
     np.testing.assert_allclose(a, b, atol=0.1)
+    assert not echo or (a[:, 200:] > 0).sum() > 3
 
 
 def test_bad_input_errors():
