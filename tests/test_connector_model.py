@@ -190,6 +190,8 @@ def test_echo_block_matches_numpy():
     # trained: the echo head and its scale are parameters, and gradients reach them through the scatter-max
     layout, params = split_model(model)
     assert {"echo.proj.kernel", "echo.proj.bias", "echo.scale"} <= set(params)
+    assert (layout.logical_axes["echo.proj.kernel"], layout.logical_axes["echo.proj.bias"],
+            layout.logical_axes["echo.scale"]) == (("embed", None), (None,), None)  # the scalar: replicated
     grads = jax.grad(lambda p: merge_model(layout, p).splade_from_states(states, mask, ids).sum())(params)
     assert float(jnp.abs(grads["echo.proj.kernel"]).sum()) > 0 and float(grads["echo.scale"]) != 0
     with pytest.raises(ValueError, match="input_ids"):
