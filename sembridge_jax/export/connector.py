@@ -6,7 +6,8 @@ loads such a folder (it has `connector_config.json`).
     <out>/bridge/                 the frozen multilingual encoder's own folder (weights + its tokenizer)
     <out>/english_tokenizer/      the English model's tokenizer: names of the output dimensions
 
-Inputs are tokenised with the BRIDGE tokenizer; output dimensions are the English vocabulary.
+Inputs are tokenised with the BRIDGE tokenizer; output dimensions are the English vocabulary, followed with
+LexEcho (`ConnectorConfig.echo`) by the bridge vocabulary (`output_names`).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from sembridge_jax.evaluation.encode import vocab_tokens
 from sembridge_jax.hf.load import load_pretrained, read_config
 from sembridge_jax.hf.tokenizer import load_tokenizer
 from sembridge_jax.models.connector import ConnectorConfig, ConnectorSparseEncoder
@@ -31,10 +33,20 @@ WEIGHTS_FILE = "connector.npz"
 BRIDGE_DIR = "bridge"
 ENGLISH_TOKENIZER_DIR = "english_tokenizer"
 BRIDGE_FILES = (".json", ".safetensors", ".txt", ".model")
+ECHO_PREFIX = "echo:"  # names of the echo block's dimensions (st_connector_module.ECHO_PREFIX)
 
 
 def is_connector_folder(path: str | os.PathLike) -> bool:
     return (Path(path) / CONFIG_FILE).is_file()
+
+
+def output_names(config: ConnectorConfig, english_tokenizer, bridge_tokenizer) -> list[str]:
+    """A name per output dimension: the English tokens, then with the echo ECHO_PREFIX + each bridge piece
+    (so an echo dimension never shares a name with an English one in an index or a top-terms report)."""
+    names = vocab_tokens(english_tokenizer, config.english_size)
+    if config.echo:
+        names += [ECHO_PREFIX + t for t in vocab_tokens(bridge_tokenizer, config.bridge_vocab)]
+    return names
 
 
 def connector_weights(model: ConnectorSparseEncoder) -> dict[str, np.ndarray]:
@@ -43,7 +55,8 @@ def connector_weights(model: ConnectorSparseEncoder) -> dict[str, np.ndarray]:
     return {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in flat if p[0] != "bridge"}
 
 
-def _link_or_copy(src, dst):
+def link_or_copy(src, dst):
+    """A hard link where the file system allows (bridge weights are large), else a copy."""
     try:
         os.link(src, dst)
     except OSError:
@@ -67,19 +80,38 @@ def save_connector(model: ConnectorSparseEncoder, out: str | os.PathLike, *, bri
     bridge_out.mkdir()
     for f in Path(bridge_folder).iterdir():  # the encoder and its tokenizer; sentence-transformers modules are not needed
         if f.is_file() and f.suffix in BRIDGE_FILES:
-            _link_or_copy(f, bridge_out / f.name)
+            link_or_copy(f, bridge_out / f.name)
     english_tokenizer.save_pretrained(str(out / ENGLISH_TOKENIZER_DIR))
     return out
 
 
-def load_connector(folder: str | os.PathLike, *, dtype: str = "float32"):
-    """(model with its bridge encoder, bridge tokenizer, English tokenizer) from a `save_connector` folder."""
-    folder = Path(folder)
-    if not is_connector_folder(folder):
+def read_connector_config(folder: Path) -> ConnectorConfig:
+    """The folder's ConnectorConfig; errors name the file."""
+    f = folder / CONFIG_FILE
+    if not f.is_file():
         raise FileNotFoundError(f"{folder}: no {CONFIG_FILE} (not a connector folder)")
+    try:
+        return ConnectorConfig.from_dict(json.loads(f.read_text(encoding="utf-8")))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{f}: invalid JSON at line {e.lineno}: {e.msg}") from e
+    except (TypeError, KeyError, ValueError) as e:
+        raise ValueError(f"{f}: not a connector config: {e}") from e
+
+
+def load_connector(folder: str | os.PathLike, *, dtype: str = "float32"):
+    """(model with its bridge encoder, bridge tokenizer, English tokenizer) from a `save_connector` folder.
+    Errors name the file (config, weights, bridge folder) before the bridge is loaded where they can."""
+    folder = Path(folder)
+    config = read_connector_config(folder)
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{folder / WEIGHTS_FILE}: missing (the connector weights)")
+    if not (folder / BRIDGE_DIR).is_dir():
+        raise FileNotFoundError(f"{folder / BRIDGE_DIR}: missing (the bridge encoder's folder)")
     bridge, bridge_tokenizer, _ = load_pretrained(folder / BRIDGE_DIR, dtype=dtype)
-    config = ConnectorConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
-    config = dataclasses.replace(config, dtype=dtype, bridge=bridge.config)
+    try:
+        config = dataclasses.replace(config, dtype=dtype, bridge=bridge.config)
+    except ValueError as e:
+        raise ValueError(f"{folder / CONFIG_FILE} disagrees with {folder / BRIDGE_DIR}: {e}") from e
     model = ConnectorSparseEncoder(config, nnx.Rngs(0), bridge=bridge)
     weights = np.load(folder / WEIGHTS_FILE)
     flat = nnx.to_flat_state(nnx.state(model, nnx.Variable))
