@@ -286,7 +286,6 @@ COLUMNS = [  # (header, keys, format): keys joined by " / "
     ("norm ratio", ("norm_ratio",), "{:.2f}"), ("new bias mean / std", ("bias_new_mean", "bias_new_std"), "{:.2f}"),
     ("xling nDCG@10", ("xling nDCG@10",), "{:.3f}"), ("stage s", ("stage_s",), "{:.0f}"), ("total s", ("total_s",), "{:.0f}"),
 ]
-OPTIONAL = {"xling nDCG@10", "stage s", "total s"}  # shown only when a row has them (the recipe rows)
 SPREAD = {"nDCG@10", "R@100", "doc_active_dims"}  # shown as mean ± std over seeds
 
 
@@ -318,7 +317,7 @@ def markdown(rows: list[dict]) -> str:
             parts.append(s)
         return " / ".join(parts)
 
-    columns = [(h, keys, f) for h, keys, f in COLUMNS if h not in OPTIONAL or any(keys[0] in r for r in rows)]
+    columns = [(h, keys, f) for h, keys, f in COLUMNS if any(keys[0] in r for r in rows)]  # those some row has
     head = ["row", "n"] + [h for h, _, _ in columns]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     lines += ["| " + " | ".join([r["model"], str(r["n"])] + [cell(r, k, f) for _, k, f in columns]) + " |"
