@@ -1,4 +1,5 @@
-"""The transfer benchmark: zero-shot retrieval of every vocabulary-init method on one BEIR folder (issue 11).
+"""The transfer benchmark: zero-shot retrieval of every vocabulary-init method on one BEIR folder (issue 11),
+and the recipes trained stage by stage, scored after each stage (issues 12 and 13).
 
 The English SPLADE encoder is moved to the target tokenizer with each method (no training) and evaluated
 with the project's own code (bridge.build_alignment / apply_alignment, api.SparseEncoder,
@@ -24,20 +25,21 @@ back finished from an earlier run) and the whole job's ("total s"). They are not
 (they train: ~30-40 CPU-minutes for all); `--rows ... recipes` adds every one. A recipe's eval.beir /
 eval.split must be --data / --split (else an error before any work); it is scored with its own evaluation
 settings (query / document lengths). The table of the recipes with BM25 and the zero-shot rows:
-  nice -n 10 python benchmarks/transfer_suite.py --data assets/data/lohelp-hangul --split dev \
-      --out benchmarks/results/transfer_suite/recipes-lohelp-hangul-dev \
-      --rows BM25 identity_semantic mvgauss sembridge recipes
+  nice -n 10 python benchmarks/transfer_suite.py --data assets/data/lohelp-hangul --split dev \\
+      --out benchmarks/results/transfer_suite/recipes-lohelp-hangul-dev \\
+      --rows BM25 identity_semantic "identity_semantic prompt='query: '" mvgauss sembridge \\
+      "sembridge prompt='query: '" recipes
 
-Adding a row (e.g. a fine-tuned recipe or a connector model): a Row is a name, a callable
+Adding a row: a Row is a name, a callable
 `run(ctx, seed) -> encoder | metrics dict | list of metrics dicts` and the settings that decide its result
 (`key`, for the cache; `settings(args) -> dict` adds to it what is only known at run time):
   * an encoder is anything `evaluation.encode.CorpusEncoder` wraps (api.SparseEncoder: encode / model /
     tokenizer / vocab_size); the suite encodes, retrieves, scores it and measures self-activation;
     `ctx.note(new_mask=..., **columns)` adds the new-token share and extra columns (the method rows note
-    their row diagnostics); a fine-tuned recipe's run would train (or load its checkpoint) and return the
-    encoder, a connector model's run its encoder;
+    their row diagnostics);
   * a metrics dict is a finished row (BM25);
-  * a list of metrics dicts, each with a "stage", is one table row per stage ("<name>: <stage>").
+  * a list of metrics dicts, each with a "stage", is one table row per stage ("<name>: <stage>"): the
+    recipe rows.
 Register it in ROWS (`--list` shows them all).
 """
 from __future__ import annotations
