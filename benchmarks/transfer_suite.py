@@ -79,6 +79,7 @@ from sembridge_jax.evaluation.evaluator import EvalSettings, encode_dataset, eva
 from sembridge_jax.evaluation.report import plot_flops_vs_metric  # noqa: E402
 from sembridge_jax.hf.tokenizer import load_tokenizer  # noqa: E402
 from sembridge_jax.models.vocab import vocab_params  # noqa: E402
+from sembridge_jax.schema import ConfigError  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,7 +365,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown rows {unknown}; --list shows them")
     try:
         results = run_rows(a, a.rows)
-    except recipe_rows.EvalMismatchError as e:
+    except (recipe_rows.EvalMismatchError, ConfigError) as e:  # a recipe's config: before any work
         raise SystemExit(f"error: {e}") from None
     rows = aggregate(results)
     staged = {r["name"] for r in results if "stage" in r}  # recipe rows: no FLOPS, not in the plot
