@@ -22,9 +22,9 @@ project's own job for one init method (train.py's pipeline, or the connector rou
 OUT/recipes/<row>-<digest>/ (finished stages are skipped through their checkpoints), scored zero-shot, after
 each adaptation stage and fine-tuned, with each stage's training wall time ("stage s"; "-" for a stage read
 back finished from an earlier run) and the whole job's ("total s"). They are not in the default --rows
-(they train: ~30-40 CPU-minutes for all); `--rows ... recipes` adds every one. A recipe's eval.beir /
-eval.split must be --data / --split (else an error before any work); it is scored with its own evaluation
-settings (query / document lengths). The table of the recipes with BM25 and the zero-shot rows:
+(they train: ~50 minutes for all on a loaded 2-core machine, the connector ~20 of them); `--rows ...
+recipes` adds every one. A recipe's eval.beir / eval.split must be --data / --split (else an error before
+any work); it is scored with its own evaluation settings (query / document lengths). The table of the recipes with BM25 and the zero-shot rows:
   nice -n 10 python benchmarks/transfer_suite.py --data assets/data/lohelp-hangul --split dev \\
       --out benchmarks/results/transfer_suite/recipes-lohelp-hangul-dev \\
       --rows BM25 identity_semantic "identity_semantic prompt='query: '" mvgauss sembridge \\
