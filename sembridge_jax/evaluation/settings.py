@@ -63,5 +63,6 @@ EVAL = Section({
     "max_docs": Field(0, "corpus cap: judged documents + a seeded sample of the others up to N; 0 = all", ge=0),
     "query_top_k": Field(0, "inference pruning of query vectors; 0 = none", ge=0),
     "doc_top_k": Field(0, "inference pruning of document vectors; 0 = none", ge=0),
+    "after_stages": Field(False, "also evaluate after each adaptation stage: '<stage> <metric>' and '<stage>_s' columns"),
     "mixed": MIXED,
 }, rules=(_eval_rules,))

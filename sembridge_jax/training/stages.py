@@ -14,11 +14,15 @@ A stage with `steps` = 0 is off. Each stage starts from the previous stage's fin
 adapter merged into the weights (so exports stay plain models). A finished stage (its newest checkpoint
 is its last step) is not trained again on a rerun: its final parameters are read back from that
 checkpoint; a killed one resumes inside itself (`fit` restores its step and data position).
+`run_stages(..., after_stage=f)` calls `f(name, model, seconds)` after each stage: its training wall time,
+None for a stage read back finished (no time is stored with a checkpoint).
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import ml_collections
@@ -37,6 +41,7 @@ log = logging.getLogger(__name__)
 STAGES = ("vocab_warmup", "mlm", "align")  # in the order they run, before retrieval (`train`)
 WARMUP_OBJECTIVES = ("mlm", "retrieval")
 STAGES_DIR = "stages"
+RESTORED = "restored"  # the status of a stage read back finished (run_stage), besides fit's "done" / "preempted"
 
 
 def needs_text(config, name: str) -> bool:
@@ -127,13 +132,24 @@ def stage_stream(config, name: str, inputs: StageInputs, tokenizer, teacher: Tea
     return data, objectives.align_objective(stage.loss)
 
 
+def is_finished(run_dir, steps: int) -> bool:
+    """Whether the newest checkpoint of the training run in `run_dir` (a stage or retrieval) is step `steps`."""
+    if not (as_path(run_dir) / CHECKPOINT_DIR).exists():
+        return False
+    ckpt = Checkpointer(run_dir, read_only=True)
+    try:
+        return ckpt.latest_step() == steps
+    finally:
+        ckpt.close()
+
+
 def finished_params(stage_dir, steps: int) -> dict | None:
     """The final parameters of a stage whose newest checkpoint is its last step, else None."""
-    if not (as_path(stage_dir) / CHECKPOINT_DIR).exists():
+    if not is_finished(stage_dir, steps):
         return None
     ckpt = Checkpointer(stage_dir, read_only=True)
     try:
-        return ckpt.restore_params(steps) if ckpt.latest_step() == steps else None
+        return ckpt.restore_params(steps)
     finally:
         ckpt.close()
 
@@ -147,20 +163,24 @@ def run_stage(config, name: str, model, stage_dir, inputs: StageInputs, tokenize
     if done is not None:
         log.info("stage %s: finished in %s, skipped", name, stage_dir)
         layout, _ = split_model(model)
-        return trainer.FitResult(trainer.plain_model(layout, done, adapter), c.train.num_steps, "done", {})
+        return trainer.FitResult(trainer.plain_model(layout, done, adapter), c.train.num_steps, RESTORED, {})
     data, objective = stage_stream(c, name, inputs, tokenizer, teacher)
     return trainer.fit(c, model, stage_dir, data, objective=objective, desc=name, stage=name, adapter=adapter,
                        mesh=mesh)
 
 
 def run_stages(config, model, run_dir, inputs: StageInputs, tokenizer, teacher: Teacher | None = None,
-               mesh=None) -> tuple[Any, trainer.FitResult | None]:
+               mesh=None, after_stage: Callable[[str, Any, float | None], None] | None = None,
+               ) -> tuple[Any, trainer.FitResult | None]:
     """Every active stage in order from `model`: (the model after the last, None), or (None, the result of
-    the stage a SIGTERM stopped)."""
+    the stage a SIGTERM stopped). `after_stage(name, model, seconds)`: see the module docstring."""
     for name in active_stages(config):
+        t0 = time.perf_counter()
         result = run_stage(config, name, model, as_path(run_dir) / STAGES_DIR / name, inputs, tokenizer,
                            teacher, mesh)
         if result.status == "preempted":
             return None, result
         model = result.model
+        if after_stage is not None:
+            after_stage(name, model, None if result.status == RESTORED else time.perf_counter() - t0)
     return model, None
