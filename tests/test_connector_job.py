@@ -1,4 +1,4 @@
-"""The connector route end to end on tiny random models (`python -m sembridge_jax.connector`): the three
+"""The connector route end to end on tiny random models (`python -m sembridge_jax.connector`): the four
 stages through `trainer.fit`, evaluation rows, frozen weights untouched, export loaded by
 `SparseEncoder.from_pretrained` with the job's vectors; config errors name the key or file."""
 import json
@@ -16,7 +16,7 @@ from sembridge_jax.export.connector import connector_weights
 from sembridge_jax.schema import ConfigError
 from tests.train_tiny import NUM_WORDS, SPECIALS, tiny_beir
 
-pytestmark = pytest.mark.slow  # three stages compiled and trained, evaluated and exported twice
+pytestmark = pytest.mark.slow  # four stages compiled and trained, evaluated and exported twice
 
 CONFIG = '''from pathlib import Path
 from sembridge_jax.config import default_config
@@ -44,7 +44,7 @@ def get_config():
     k.english.tsv = str(SETUP / "parallel.tsv")
     k.english.max_texts = 40
     k.english.max_length = 12
-    for stage in (k.align_en, k.align_parallel, k.retrieval):
+    for stage in (k.align_en, k.align_parallel, k.retrieval, k.xling_queries):
         stage.steps = 3
         stage.batch_size = 8
     k.align_parallel.max_pairs = 32
@@ -52,6 +52,8 @@ def get_config():
     k.retrieval.query_length = 8
     k.retrieval.doc_length = 16
     k.retrieval.flops_warmup_steps = 1
+    k.xling_queries.query_length = 8
+    k.combine_with = str(SETUP / "english")  # any sparse encoder folder stands in for a vocabulary-transfer export
     return c
 '''
 
@@ -90,10 +92,15 @@ def finished(setup):
 def test_job_end_to_end(setup, finished):
     job, rows = finished
     work = setup / "work"
-    for stage in ("align_en", "align_parallel", "retrieval"):
+    for stage in ("align_en", "align_parallel", "retrieval", "xling_queries"):
         assert (work / "stages" / stage / "metrics.jsonl").is_file()
         assert {r["model"] for r in rows if r.get("stage") == stage} == {
             f"connector/{stage} (target)", f"connector/{stage} (xling)"}
+    last = [r for r in rows if r.get("stage") == "xling_queries"]
+    mixed = next(r for r in last if r["model"].endswith("(mixed pool)"))
+    assert mixed["num_docs"] == 2 * len(job.dev.corpus) and mixed["Max@R"] >= 2
+    fused = next(r for r in last if "+ vocabulary transfer" in r["model"])
+    assert fused["fusion_weight"] > 0
     results = json.loads((work / "results.json").read_text())["results"]
     assert all(0 <= r["nDCG@10"] <= 1 for r in results)
     # the English output space never moved
@@ -112,11 +119,11 @@ def test_job_end_to_end(setup, finished):
 
 
 def test_killed_stage_resumes_bit_identical(setup, finished):
-    """A run killed after the retrieval stage's step-2 checkpoint (step 3 never saved) resumes there and ends
+    """A run killed after the last stage's step-2 checkpoint (step 3 never saved) resumes there and ends
     with exactly the weights of the uninterrupted run."""
     job, _ = finished
     before = connector_weights(job.model)
-    checkpoints = setup / "work" / "stages" / "retrieval" / "checkpoints"
+    checkpoints = setup / "work" / "stages" / "xling_queries" / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir() if p.name.isdigit()) == ["2", "3"]
     shutil.rmtree(checkpoints / "3")
     again = Job(load_config(setup / "cfg.py"))

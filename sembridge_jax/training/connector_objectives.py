@@ -60,3 +60,20 @@ def retrieval_objective(settings: losses.LossSettings, xling: float = 0.0):
         return loss, metrics
 
     return objective
+
+
+def query_xling_objective(settings: losses.LossSettings, xling: float = 1.0):
+    """Queries only (no page forward): `xling` x InfoNCE of the target queries against the untouched English
+    model's vectors of their pages (in-batch negatives) + lambda_q(t) FLOPS(q). Pulls the queries back into
+    an existing English index's space after target-language fine-tuning without moving the pages."""
+
+    def objective(model, batch, step):
+        q = model.splade_from_states(batch["query_states"], batch["query_mask"])
+        xl, accuracy = losses.info_nce(q, jnp.asarray(batch["english_doc"])[:, None, :], settings.scale)
+        lam_q = losses.quadratic_warmup(settings.lambda_q, step, settings.flops_warmup_steps)
+        flops_q = losses.flops(q)
+        loss = xling * xl + lam_q * flops_q
+        return loss, {"loss": loss, "xling_nce": xl, "accuracy": accuracy, "flops_q": flops_q, "lambda_q": lam_q,
+                      "active_q": losses.active_terms(q)}
+
+    return objective
