@@ -1,5 +1,6 @@
 """ConnectorSparseEncoder: the SPLADE model reproduced through an identity connector, the whole composition
-against PyTorch/transformers (connector in torch + BertForMaskedLM fed `inputs_embeds`), frozen parts, errors."""
+against PyTorch/transformers (connector in torch + BertForMaskedLM fed `inputs_embeds`), frozen parts, errors;
+the LexEcho block against numpy, the English block unchanged by it, save/load round trip."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,10 +8,12 @@ import pytest
 import torch
 from flax import nnx
 
-from sembridge_jax.hf.load import load_model
+from sembridge_jax.export.connector import load_connector, save_connector
+from sembridge_jax.hf.load import load_model, read_config
+from sembridge_jax.hf.tokenizer import load_tokenizer
 from sembridge_jax.models import EncoderConfig, build_model
 from sembridge_jax.models.connector import ConnectorConfig, ConnectorSparseEncoder, Frozen
-from sembridge_jax.models.state import split_model
+from sembridge_jax.models.state import merge_model, split_model
 from tests.tiny_models import make_hf_folder
 
 D_BRIDGE = 24
@@ -93,14 +96,14 @@ def test_composition_matches_pytorch(tmp_path, n_added):
     np.testing.assert_allclose(np.log1p(np.maximum(raw, 0)), got, atol=1e-6)
 
 
-def _tiny(dtype="float32", train_english=True, with_bridge=False):
+def _tiny(dtype="float32", train_english=True, with_bridge=False, echo=False):
     eng = EncoderConfig(vocab_size=200, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
                         type_vocab_size=2, dtype=dtype)
     bridge_cfg = EncoderConfig(vocab_size=150, hidden_size=D_BRIDGE, num_layers=1, num_heads=2,
                                intermediate_size=32, type_vocab_size=1, pad_token_id=1, dtype=dtype)
     bridge = build_model(bridge_cfg, nnx.Rngs(5)) if with_bridge else None
     cfg = ConnectorConfig(eng, bridge_hidden=D_BRIDGE, train_english=train_english,
-                          bridge=bridge_cfg if with_bridge else None, dtype=dtype)
+                          bridge=bridge_cfg if with_bridge else None, dtype=dtype, echo=echo, bridge_vocab=150)
     return ConnectorSparseEncoder(cfg, nnx.Rngs(0), bridge=bridge)
 
 
@@ -147,3 +150,92 @@ def test_bad_input_errors():
     model = ConnectorSparseEncoder(ConnectorConfig(eng, bridge_hidden=8), nnx.Rngs(0))
     with pytest.raises(ValueError, match="no bridge encoder"):
         model.splade(jnp.ones((1, 3), jnp.int32), jnp.ones((1, 3), jnp.int32))
+
+
+def _echo_reference(model, states, mask, ids):
+    """numpy: w_i = relu(u . x_i + c) at real tokens, max per bridge id, times |scale|."""
+    u = np.asarray(model.echo.proj.kernel[...])[:, 0]
+    c = float(np.asarray(model.echo.proj.bias[...])[0])
+    w = np.maximum(np.asarray(states, np.float64) @ u + c, 0) * mask
+    out = np.zeros((len(ids), model.config.bridge_vocab))
+    for b in range(len(ids)):
+        for i in range(ids.shape[1]):
+            out[b, ids[b, i]] = max(out[b, ids[b, i]], w[b, i])
+    return abs(float(model.echo.scale[...])) * out
+
+
+def test_echo_block_matches_numpy():
+    model = _tiny(echo=True)
+    model.echo.proj.kernel[...] = 0.3 * jax.random.normal(jax.random.key(4), model.echo.proj.kernel.shape)
+    model.echo.scale[...] = jnp.float32(-0.7)  # the block uses |scale|: vectors stay non-negative
+    ids, mask = _ids_mask(vocab=150, length=8)
+    ids[0, 5] = ids[0, 1]  # a repeated id: its weight is the larger of the two
+    ids[1, 6] = ids[1, 0]  # a padding position sharing an id with a real token: must not count
+    states = np.random.default_rng(2).standard_normal((3, 8, D_BRIDGE)).astype(np.float32)
+    ref = _echo_reference(model, states, mask, ids)
+    got = np.asarray(jax.jit(lambda s, m, i: model.splade_from_states(s, m, i))(states, mask, ids))
+    assert got.shape == (3, 200 + 150) and model.config.vocab_size == 350 and model.config.english_size == 200
+    np.testing.assert_allclose(got[:, 200:], ref, rtol=1e-5, atol=1e-6)
+    assert (ref > 0).sum(1).min() >= 1 and (ref == 0).sum(1).min() > 100
+    english = jax.jit(lambda s, m: model.english_from_states(s, m))(states, mask)
+    np.testing.assert_array_equal(got[:, :200], np.asarray(english))
+    np.testing.assert_allclose(np.asarray(model.echo_weights(states, mask)),
+                               np.maximum(states @ np.asarray(model.echo.proj.kernel[...])[:, 0] + 0.1, 0) * mask,
+                               rtol=1e-5, atol=1e-6)
+    top = np.asarray(model.splade_from_states(states, mask, ids, top_k=5))  # top_k over the whole vector
+    assert ((top > 0).sum(1) <= 5).all()
+    # trained: the echo head and its scale are parameters, and gradients reach them through the scatter-max
+    layout, params = split_model(model)
+    assert {"echo.proj.kernel", "echo.proj.bias", "echo.scale"} <= set(params)
+    grads = jax.grad(lambda p: merge_model(layout, p).splade_from_states(states, mask, ids).sum())(params)
+    assert float(jnp.abs(grads["echo.proj.kernel"]).sum()) > 0 and float(grads["echo.scale"]) != 0
+    with pytest.raises(ValueError, match="input_ids"):
+        model.splade_from_states(states, mask)
+
+
+def test_echo_off_leaves_the_english_block_bit_identical():
+    """The echo head is built last: the same seed gives the same other weights, and the echo-off model is
+    the English block of the echo-on one, bit for bit (jit and eager)."""
+    ids, mask = _ids_mask(vocab=150, length=6)
+    off, on = _tiny(with_bridge=True), _tiny(with_bridge=True, echo=True)
+    assert off.config.vocab_size == 200 and off.echo is None
+    for run in (lambda m: m.splade(jnp.asarray(ids), jnp.asarray(mask)),
+                jax.jit(lambda m: m.splade(jnp.asarray(ids), jnp.asarray(mask)))):
+        a, b = np.asarray(run(off)), np.asarray(run(on))
+        np.testing.assert_array_equal(a, b[:, :200])
+        assert (b[:, 200:] > 0).any()
+    with pytest.raises(ValueError, match="no echo head"):
+        off.echo_weights(jnp.zeros((1, 2, D_BRIDGE)), jnp.ones((1, 2)))
+
+
+def test_echo_config_errors():
+    eng = EncoderConfig(vocab_size=20, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=8)
+    with pytest.raises(ValueError, match="bridge_vocab"):
+        ConnectorConfig(eng, bridge_hidden=8, echo=True)
+    with pytest.raises(ValueError, match="bridge_vocab is 30"):
+        ConnectorConfig(eng, bridge_hidden=8, bridge=eng, bridge_vocab=30)
+    assert ConnectorConfig(eng, bridge_hidden=8, bridge=eng).bridge_vocab == 20
+
+
+@pytest.mark.parametrize("echo", [False, True])
+def test_save_load_round_trip(tmp_path, echo):
+    """A model trained from cached states (no bridge attached) saved with its bridge folder: the loaded model
+    encodes bridge token ids exactly as the original does through that bridge's states."""
+    make_hf_folder(tmp_path / "en", "bert")
+    make_hf_folder(tmp_path / "bridge", "xlm-roberta", seed=3, headless=True)
+    english = load_model(tmp_path / "en")
+    bridge = load_model(tmp_path / "bridge")
+    cfg = ConnectorConfig(english.config, bridge_hidden=32, n_added=1, echo=echo,
+                          bridge_vocab=read_config(tmp_path / "bridge").vocab_size)
+    model = ConnectorSparseEncoder(cfg, nnx.Rngs(0), english=english)
+    _randomize(model, 7)
+    out = save_connector(model, tmp_path / "out", bridge_folder=tmp_path / "bridge",
+                         english_tokenizer=load_tokenizer(str(tmp_path / "en")))
+    loaded, _, en_tok = load_connector(out)
+    assert loaded.config.echo is echo and loaded.config.vocab_size == 1000 + (1000 if echo else 0)
+    ids, mask = _ids_mask(vocab=1000, length=7)
+    ids[mask == 0] = 1
+    states = bridge.sequence_output(jnp.asarray(ids), jnp.asarray(mask))
+    expected = np.asarray(model.splade_from_states(states, jnp.asarray(mask), jnp.asarray(ids)))
+    np.testing.assert_array_equal(np.asarray(loaded.splade(jnp.asarray(ids), jnp.asarray(mask))), expected)
+    assert len(en_tok) > 0

@@ -8,6 +8,14 @@ encoder and a small trained connector (LUSIFER's architecture applied to SPLADE,
       -> the English SPLADE's transformer layers -> MLM transform
       -> . English vocabulary rows + output bias -> max_i log1p(relu(.))   (SPLADE-max, English vocabulary)
 
+LexEcho (MILCO, `config.echo`): a scalar head w_i = relu(u . x_i + c) on each frozen bridge state x_i, max-pooled
+per bridge token id into a SECOND block over the bridge vocabulary and multiplied by a learnable scale s:
+the vector becomes [English vocabulary | bridge vocabulary] (`config.english_size` + `config.bridge_vocab`).
+The block holds the weights themselves, not log1p of them (as the research prototype and
+MILCO's score_col do); max pooling per id mirrors SPLADE-max (the prototype summed repeated pieces). Two texts
+sharing a bridge piece match on it, which helps same-language retrieval; an English index has no such block,
+so cross-lingual scoring reads the English block only (`english_from_states`), which is unchanged by the echo.
+
 The English model's word-embedding lookup is the only part replaced: its layers were trained on
 LayerNorm(word + position + type), so the connector output goes through the same position/type sum and
 the same LayerNorm (this fixes the input scale the connector has to hit). The vocabulary rows and the
@@ -21,7 +29,8 @@ multilingual encoder (`bridge`) is optional: training runs from cached states (`
 `splade(input_ids, ...)` (the `SparseEncoder` interface, bridge token ids) needs it.
 
 Parameter tree: connector/{norm,fc1,fc2}, added [n, d], position [P, d], token_type [T, d], norm,
-layers/<i>/..., mlm_transform, mlm_norm, vocab [V, d] (Frozen), vocab_bias [V] (Frozen), bridge/... (Frozen).
+layers/<i>/..., mlm_transform, mlm_norm, vocab [V, d] (Frozen), vocab_bias [V] (Frozen), bridge/... (Frozen),
+echo/{proj,scale} (when `config.echo`).
 """
 from __future__ import annotations
 
@@ -34,12 +43,16 @@ from flax import nnx
 from sembridge_jax.models.build import build_model
 from sembridge_jax.models.config import EncoderConfig
 from sembridge_jax.models.encoder import MaskedLMEncoder
-from sembridge_jax.models.heads import masked_max_logits, splade_pool
+from sembridge_jax.models.heads import keep_top_k, masked_max_logits, splade_pool
 from sembridge_jax.models.layers import ACTIVATIONS, INIT_STD, LayerNorm, Linear, attention_bias
 
 CONNECTOR_KINDS = ("mlp", "identity")
 # The parts taken over from the English model (attribute names = parameter path prefixes).
 ENGLISH_PARTS = ("position", "token_type", "norm", "layers", "mlm_transform", "mlm_norm")
+# LexEcho's initial offset c: bridge states have norm ~5 (multilingual-e5-small), so u ~ N(0, 0.02^2) gives
+# u . x of std ~0.1; with c = 0.1 most tokens start active (the relu passes gradient from the first step,
+# where c = 0 would start half of them dead) at a weight ~0.1, small next to SPLADE weights of 1-3.
+ECHO_BIAS_INIT = 0.1
 
 
 class Frozen(nnx.Variable):
@@ -72,8 +85,18 @@ class ConnectorConfig:
     train_english: bool = True
     bridge: EncoderConfig | None = None
     dtype: str = "float32"
+    echo: bool = False  # LexEcho: a second output block over the bridge vocabulary (module docstring)
+    bridge_vocab: int = 0  # the bridge vocabulary size (the echo block's width); 0 = the bridge config's
+    echo_scale: float = 0.5  # the echo block's initial scale (learned; 0.5 = the prototype's fixed weight)
 
     def __post_init__(self):
+        if self.bridge is not None and not self.bridge_vocab:
+            object.__setattr__(self, "bridge_vocab", self.bridge.vocab_size)
+        if self.bridge is not None and self.bridge_vocab != self.bridge.vocab_size:
+            raise ValueError(f"the bridge encoder's vocabulary has {self.bridge.vocab_size} ids, "
+                             f"connector.bridge_vocab is {self.bridge_vocab}")
+        if self.echo and self.bridge_vocab <= 0:
+            raise ValueError("connector.echo needs the bridge vocabulary size: set bridge_vocab or the bridge config")
         if self.kind not in CONNECTOR_KINDS:
             raise ValueError(f"connector.kind must be one of {CONNECTOR_KINDS}, got {self.kind!r}")
         if self.kind == "identity" and self.bridge_hidden != self.english.hidden_size:
@@ -87,8 +110,14 @@ class ConnectorConfig:
     mlm_head = True
 
     @property
-    def vocab_size(self) -> int:
+    def english_size(self) -> int:
+        """Width of the English block (the first columns of every vector)."""
         return self.english.vocab_size
+
+    @property
+    def vocab_size(self) -> int:
+        """Width of the output vectors: the English vocabulary, + the bridge vocabulary with the echo."""
+        return self.english.vocab_size + (self.bridge_vocab if self.echo else 0)
 
     @property
     def splade_chunk_size(self) -> int:
@@ -142,6 +171,26 @@ class Connector(nnx.Module):
         return self.fc2(ACTIVATIONS["gelu"](self.fc1(self.norm(x))))
 
 
+class Echo(nnx.Module):
+    """LexEcho: per-token weight relu(u . x + c) (`proj`, d_b -> 1) and the block's scale s (a scalar)."""
+
+    def __init__(self, d_in: int, scale: float, *, dtype, rngs: nnx.Rngs):
+        self.proj = Linear(d_in, 1, ("embed", None), dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.proj.bias[...] = jnp.full((1,), ECHO_BIAS_INIT, jnp.float32)
+        self.scale = nnx.Param(jnp.asarray(scale, jnp.float32), out_sharding=(), eager_sharding=False)
+
+    def weights(self, states, mask) -> jax.Array:
+        """[B, L] float32, 0 at padding."""
+        return jax.nn.relu(self.proj(jnp.asarray(states))[..., 0].astype(jnp.float32)) * mask.astype(jnp.float32)
+
+
+def scatter_max(weights, ids, width: int) -> jax.Array:
+    """out[b, v] = max(0, max over i with ids[b, i] == v of weights[b, i]): [B, width] float32. weights >= 0
+    (so the zero start is the identity); ids outside [0, width) are dropped."""
+    rows = jnp.arange(weights.shape[0])[:, None]
+    return jnp.zeros((weights.shape[0], width), jnp.float32).at[rows, ids].max(weights, mode="drop")
+
+
 class ConnectorSparseEncoder(nnx.Module):
     """See the module docstring. `english`: a loaded English SPLADE (its parts are taken over, not copied:
     pass a model you do not use elsewhere); None builds a random one from `config.english` (tests).
@@ -180,6 +229,7 @@ class ConnectorSparseEncoder(nnx.Module):
             for part in (self.norm, self.layers, self.mlm_transform, self.mlm_norm):
                 freeze(part)
         self.bridge = None if bridge is None else freeze(bridge)
+        self.echo = Echo(config.bridge_hidden, config.echo_scale, dtype=dtype, rngs=rngs) if config.echo else None
 
     # ------------------------------------------------------------------------------ from states
     def english_inputs(self, states, mask) -> tuple[jax.Array, jax.Array]:
@@ -209,12 +259,34 @@ class ConnectorSparseEncoder(nnx.Module):
             x = layer(x, bias)
         return self.mlm_norm(ACTIVATIONS[self.mlm_act](self.mlm_transform(x))), mask
 
-    def splade_from_states(self, states, mask, *, chunk_size=None, top_k=None) -> jax.Array:
-        """SPLADE vectors [B, V] float32 over the English vocabulary."""
+    def english_from_states(self, states, mask, *, chunk_size=None, top_k=None) -> jax.Array:
+        """SPLADE vectors [B, V_english] float32 over the English vocabulary (the English block)."""
         h, mask = self.hidden_from_states(states, mask)
         return splade_pool(h, mask, self.vocab[...], self.vocab_bias[...], pooling=self.config.splade_pooling,
                            chunk_size=self.config.splade_chunk_size if chunk_size is None else chunk_size,
                            top_k=top_k)
+
+    def echo_weights(self, states, mask) -> jax.Array:
+        """LexEcho's per-token weights relu(u . x + c) [B, L] float32, unscaled, 0 at padding."""
+        if self.echo is None:
+            raise ValueError("this connector model has no echo head (connector.echo is off)")
+        return self.echo.weights(states, mask)
+
+    def echo_from_states(self, states, mask, input_ids) -> jax.Array:
+        """The echo block [B, V_bridge] float32: |s| x the max echo weight of each bridge token id in the text."""
+        w = self.echo_weights(states, mask)
+        return jnp.abs(self.echo.scale[...]) * scatter_max(w, jnp.asarray(input_ids), self.config.bridge_vocab)
+
+    def splade_from_states(self, states, mask, input_ids=None, *, chunk_size=None, top_k=None) -> jax.Array:
+        """SPLADE vectors [B, V] float32: the English block, followed by the echo block when `config.echo`
+        (which then needs the states' bridge token ids). top_k keeps the k largest of the whole vector."""
+        if self.echo is None:
+            return self.english_from_states(states, mask, chunk_size=chunk_size, top_k=top_k)
+        if input_ids is None:
+            raise ValueError("connector.echo is on: pass the bridge input_ids (or use english_from_states)")
+        out = jnp.concatenate([self.english_from_states(states, mask, chunk_size=chunk_size),
+                               self.echo_from_states(states, mask, input_ids)], axis=-1)
+        return out if top_k is None else keep_top_k(out, top_k)
 
     def max_logits_from_states(self, states, mask) -> jax.Array:
         """Raw max-pooled MLM logits [B, V] float32 (MILCO's alignment quantity; SPLADE-max weights are
@@ -232,8 +304,8 @@ class ConnectorSparseEncoder(nnx.Module):
 
     def splade(self, input_ids, attention_mask, token_type_ids=None, *, pooling=None, chunk_size=None,
                top_k=None) -> jax.Array:
-        """SPLADE vectors [B, V_english] of texts given as BRIDGE token ids (the `SparseEncoder` interface)."""
+        """SPLADE vectors [B, V] of texts given as BRIDGE token ids (the `SparseEncoder` interface)."""
         if pooling not in (None, self.config.splade_pooling):
             raise ValueError(f"this connector model pools with {self.config.splade_pooling!r}")
         states = self.bridge_states(input_ids, attention_mask, token_type_ids)
-        return self.splade_from_states(states, attention_mask, chunk_size=chunk_size, top_k=top_k)
+        return self.splade_from_states(states, attention_mask, input_ids, chunk_size=chunk_size, top_k=top_k)
