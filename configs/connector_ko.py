@@ -48,6 +48,7 @@ def get_config():
 
     k = c.connector
     k.english_index = f"{KO}/lohelp-en"
+    k.echo = True  # LexEcho: trained on English in align_en (no Korean), jointly in retrieval
     # Stage sizes: the prototype's best chain (/work/scratch/connector/REPORT.md section 6), cut to the
     # 20-minute budget where the cut is cheapest: 10k English texts / 10k pairs instead of 20k (their bridge
     # states + teacher logits are the per-text cost; 600 x 64 steps still see each text ~4x).
@@ -55,22 +56,22 @@ def get_config():
     k.english.corpus = f"{KO}/lohelp-en"
     k.english.max_texts = 10000
     k.english.max_length = 64
-    k.align_en.steps = 600
+    k.align_en.steps = 300
     k.align_en.batch_size = 64
     k.align_en.learning_rate = 2e-3
     k.align_en.margin = 1.0
-    k.align_parallel.steps = 800
+    k.align_parallel.steps = 400
     k.align_parallel.batch_size = 64
     k.align_parallel.learning_rate = 1e-3
     k.align_parallel.nce = 0.2
-    k.align_parallel.max_pairs = 10000
-    k.align_parallel.english_mix = 4000  # ~30 % English-only texts keep the English fit while pairs are added
+    k.align_parallel.max_pairs = 8000
+    k.align_parallel.english_mix = 3000  # ~30 % English-only texts keep the English fit while pairs are added
     k.retrieval.steps = 120
     k.retrieval.batch_size = 32
     k.retrieval.learning_rate = 3e-4
     k.retrieval.doc_length = 64
     k.retrieval.xling = 1.0
-    k.xling_queries.steps = 300
+    k.xling_queries.steps = 150
     k.xling_queries.batch_size = 32
     k.xling_queries.learning_rate = 3e-4
     return c

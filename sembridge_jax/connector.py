@@ -48,6 +48,7 @@ from sembridge_jax.training.connector_data import (
     RaggedStates,
     RetrievalBatches,
     bridge_states,
+    echo_targets,
     encode_states,
     teacher_logits,
 )
@@ -152,20 +153,25 @@ class Job:
         c, k = self.config, self.config.connector
         english, _, _ = load_pretrained(c.source, dtype=c.model.dtype)
         cfg = ConnectorConfig(english.config, self.bridge.config.hidden_size, kind=k.kind, connector_hidden=k.hidden,
-                              n_added=k.n_added, train_english=k.train_english, dtype=c.model.dtype)
+                              n_added=k.n_added, train_english=k.train_english, dtype=c.model.dtype, echo=k.echo,
+                              bridge_vocab=self.bridge.config.vocab_size)
         return ConnectorSparseEncoder(cfg, nnx.Rngs(c.seed), english=english)
 
     # -------------------------------------------------------------------------------------- data
-    def english_data(self) -> tuple[RaggedStates, sp.csr_matrix]:
-        """Bridge states and teacher logits of the English alignment texts (cached)."""
+    def english_data(self) -> tuple[list[str], RaggedStates, sp.csr_matrix]:
+        """The English alignment texts, their bridge states and teacher logits (cached)."""
         k = self.config.connector
         texts = english_texts(k.english, self.config.seed)
-        return self.states(texts, k.english.max_length, "bridge: English"), self.targets(texts, k.english.max_length)
+        return (texts, self.states(texts, k.english.max_length, "bridge: English"),
+                self.targets(texts, k.english.max_length))
 
     def align_en_data(self, stage) -> AlignBatches:
         k = self.config.connector
-        return AlignBatches(*self.english_data(), batch_size=stage.batch_size, length=k.english.max_length,
-                            seed=self.config.seed)
+        texts, states, targets = self.english_data()
+        echo = echo_targets(self.bridge_tokenizer, self.english_tokenizer, texts, targets,
+                            max_length=k.english.max_length) if k.echo and stage.echo else None
+        return AlignBatches(states, targets, batch_size=stage.batch_size, length=k.english.max_length,
+                            seed=self.config.seed, echo=echo)
 
     def align_parallel_data(self, stage) -> AlignBatches:
         k, c = self.config.connector, self.config
@@ -174,7 +180,7 @@ class Job:
         states = [self.states([p[1] for p in pairs], k.english.max_length, "bridge: parallel")]
         targets = [self.targets(english, k.english.max_length)]
         if stage.english_mix and (k.english.tsv or k.english.corpus):
-            mix_states, mix_targets = self.english_data()
+            _, mix_states, mix_targets = self.english_data()
             states.append(mix_states.head(stage.english_mix))
             targets.append(mix_targets[:stage.english_mix])
         return AlignBatches(RaggedStates.concat(states), sp.vstack(targets, format="csr"),
@@ -210,20 +216,27 @@ class Job:
         return encode_states(model, self.states(texts, max_length, desc), max_length=max_length)
 
     def evaluate(self, model, name: str) -> tuple[list[dict], SparseCollection, SparseCollection]:
-        """Target queries against target pages (both through the connector model) and, with an English
-        index, against the English pages encoded by the untouched English model; also the encoded dev queries
-        and pages."""
+        """Target queries against target pages (both through the connector model; with LexEcho also without
+        its block) and, with an English index, against the English pages encoded by the untouched English model
+        (English block only); also the encoded dev queries and pages."""
         s = self.eval_settings
         t0 = time.perf_counter()
-        vocab = vocab_tokens(self.english_tokenizer, model.config.vocab_size)
+        n_en = model.config.english_size
+        vocab = vocab_tokens(self.english_tokenizer, n_en)
+        if model.config.echo:
+            vocab += ["echo:" + t for t in vocab_tokens(self.bridge_tokenizer, model.config.bridge_vocab)]
         queries = SparseCollection(list(self.dev.queries), self.encode(
             model, list(self.dev.queries.values()), s.query_max_length, "bridge: dev queries"), vocab)
         docs = SparseCollection(self.dev.doc_ids(), self.encode(model, self.dev.doc_texts(), s.doc_max_length,
                                                                 "bridge: pages"), vocab)
         encode_s = time.perf_counter() - t0
         rows = [{**evaluate_sparse(queries, docs, self.dev, s, f"{name} (target)"), "encode_s": encode_s}]
+        english_q = SparseCollection(queries.ids, queries.matrix[:, :n_en], vocab[:n_en])
+        if model.config.echo:
+            rows.append(evaluate_sparse(english_q, SparseCollection(docs.ids, docs.matrix[:, :n_en], vocab[:n_en]),
+                                        self.dev, s, f"{name} (target, no echo)"))
         if self.english_index is not None:
-            rows.append(evaluate_sparse(queries, self.english_index, self.xling_dataset(), s, f"{name} (xling)"))
+            rows.append(evaluate_sparse(english_q, self.english_index, self.xling_dataset(), s, f"{name} (xling)"))
         return rows, queries, docs
 
     def mixed_pool_row(self, model, name: str, docs: SparseCollection) -> dict:
@@ -269,7 +282,8 @@ class Job:
         model = self.new_model()
         rows = [evaluate_bm25(self.dev, self.eval_settings)]
         objectives = {
-            "align_en": lambda st: align_objective(AlignSettings(margin=st.margin, nce=st.nce)),
+            "align_en": lambda st: align_objective(AlignSettings(margin=st.margin, nce=st.nce,
+                                                                 echo=st.echo if k.echo else 0.0)),
             "align_parallel": lambda st: align_objective(AlignSettings(margin=st.margin, nce=st.nce)),
             "retrieval": lambda st: retrieval_objective(
                 losses.LossSettings(lambda_q=st.lambda_q, lambda_d=st.lambda_d,

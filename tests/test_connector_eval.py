@@ -20,21 +20,21 @@ def test_fusion_weight_equalises_typical_scores():
 
 def _np_aligned_max(src, tgt, weights):
     """Character sets, written from the definition: a source token takes the max weight of every target
-    token sharing a character with it; the specials (first / last) take the target's first / last."""
+    token sharing a character with it (NaN: none); the specials (first / last) take the target's first / last."""
     out = []
     for i, (a0, a1) in enumerate(src):
         if i in (0, len(src) - 1):
             out.append(weights[0] if i == 0 else weights[-1])
             continue
         chars = set(range(a0, a1))
-        out.append(max([w for (b0, b1), w in zip(tgt, weights) if chars & set(range(b0, b1))], default=0.0))
+        out.append(max([w for (b0, b1), w in zip(tgt, weights, strict=True) if chars & set(range(b0, b1))], default=np.nan))
     return np.asarray(out, np.float32)
 
 
 def test_aligned_max_against_character_sets():
     from sembridge_jax.training.connector_data import aligned_max
 
-    src = np.array([(0, 0), (0, 2), (2, 6), (6, 8), (8, 14), (14, 15), (15, 22), (22, 23), (0, 0)])
+    src = np.array([(0, 0), (0, 2), (2, 6), (6, 8), (8, 14), (14, 15), (15, 22), (22, 23), (23, 26), (0, 0)])
     tgt = np.array([(0, 0), (0, 6), (7, 8), (9, 14), (14, 15), (16, 22), (22, 23), (0, 0)])
     weights = np.array([0.1, 1.5, 0.2, 2.0, 0.0, 0.7, 0.3, 0.05], np.float32)
     np.testing.assert_array_equal(aligned_max(src, tgt, weights), _np_aligned_max(src, tgt, weights))

@@ -51,7 +51,7 @@ def test_vector_nce(scale):
 class _VectorsAsStates:
     """A stand-in model whose 'states' are already the SPLADE vectors (the objective's arithmetic only)."""
 
-    def splade_from_states(self, states, mask):
+    def english_from_states(self, states, mask):
         return jnp.asarray(states)
 
 
@@ -71,3 +71,11 @@ def test_query_xling_objective(step):
     lam = 1e-2 * min(1.0, step / 10) ** 2
     np.testing.assert_allclose(float(metrics["xling_nce"]), nce, rtol=1e-5)
     np.testing.assert_allclose(float(loss), 0.7 * nce + lam * flops_q, rtol=1e-5)
+
+
+def test_echo_regression():
+    rng = np.random.default_rng(8)
+    w, t = np.abs(rng.standard_normal((3, 6))), np.abs(rng.standard_normal((3, 6)))
+    m = (rng.random((3, 6)) > 0.4).astype(np.float32)
+    np.testing.assert_allclose(float(cl.echo_regression(jnp.asarray(w), jnp.asarray(t), jnp.asarray(m))),
+                               ((w - t) ** 2)[m > 0].mean(), rtol=1e-6)

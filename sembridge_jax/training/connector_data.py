@@ -183,12 +183,13 @@ def teacher_logits(model, tokenizer, texts: Sequence[str], *, max_length: int, i
 
 def aligned_max(src_spans: np.ndarray, tgt_spans: np.ndarray, tgt_weights: np.ndarray) -> np.ndarray:
     """Per source token, the largest weight among the target tokens whose character spans overlap its span
-    (0 without any); the first and last source tokens (the specials, span (0, 0)) take the first / last
+    (NaN without any: e.g. past the target's truncation); the first and last source tokens (the specials, span (0, 0)) take the first / last
     target token's weight. Spans [n, 2] / [m, 2] (start, end); weights [m]."""
     a0, a1 = src_spans[:, None, 0], src_spans[:, None, 1]
     b0, b1 = tgt_spans[None, :, 0], tgt_spans[None, :, 1]
     overlap = np.minimum(a1, b1) > np.maximum(a0, b0)
-    out = np.where(overlap, tgt_weights[None, :], 0.0).max(axis=1, initial=0.0).astype(np.float32)
+    out = np.where(overlap, tgt_weights[None, :], -np.inf).max(axis=1, initial=-np.inf).astype(np.float32)
+    out[~overlap.any(axis=1)] = np.nan
     out[0], out[-1] = tgt_weights[0], tgt_weights[-1]
     return out
 
@@ -211,20 +212,29 @@ def echo_targets(bridge_tokenizer, english_tokenizer, texts: Sequence[str], teac
 
 class AlignBatches:
     """Alignment stream: states / mask [b, L] of a text (English, or the target side of a parallel pair)
-    and teacher_raw [b, V]: the teacher's logits of the same English text (or of the English parallel)."""
+    and teacher_raw [b, V]: the teacher's logits of the same English text (or of the English parallel);
+    with `echo` (per-token LexEcho targets aligned with `states.flat`, NaN = no aligned WordPiece)
+    also echo_target / echo_mask [b, L]."""
 
     def __init__(self, states: RaggedStates, teacher: sp.csr_matrix, *, batch_size: int, length: int, seed: int,
-                 process: tuple[int, int] | None = None):
+                 echo: np.ndarray | None = None, process: tuple[int, int] | None = None):
         if len(states) != teacher.shape[0]:
             raise ValueError(f"{len(states)} texts with states for {teacher.shape[0]} teacher vectors")
+        if echo is not None and len(echo) != len(states.flat):
+            raise ValueError(f"{len(echo)} echo targets for {len(states.flat)} bridge tokens")
         index, count = process or process_slot()
-        self.states, self.teacher, self.length = states, teacher, length
+        self.states, self.teacher, self.length, self.echo = states, teacher, length, echo
         self.order = ShardedOrder(len(states), batch_size, seed, process_index=index, process_count=count)
 
     def next_batch(self) -> dict[str, np.ndarray]:
         rows = self.order.next_indices()
         x, m = self.states.batch(rows, self.length)
-        return {"states": x, "mask": m, "teacher_raw": self.teacher[rows].toarray().astype(np.float32)}
+        batch = {"states": x, "mask": m, "teacher_raw": self.teacher[rows].toarray().astype(np.float32)}
+        if self.echo is not None:
+            t = self.states.token_values(self.echo, rows, self.length)
+            batch["echo_mask"] = (m > 0) & np.isfinite(t)
+            batch["echo_target"] = np.where(batch["echo_mask"], t, 0.0).astype(np.float32)
+        return batch
 
     def state(self) -> dict[str, Any]:
         return {"align": self.order.state()}
@@ -255,10 +265,12 @@ class RetrievalBatches:
     def next_batch(self) -> dict[str, np.ndarray]:
         q_rows, d_rows = self.pairs[self.order.next_indices()].T
         q, qm = self.queries.batch(q_rows, self.query_length)
-        batch = {"query_states": q, "query_mask": qm}
+        batch = {"query_states": q, "query_mask": qm,
+                 "query_ids": self.queries.token_values(self.queries.ids, q_rows, self.query_length)}
         if self.docs is not None:
             d, dm = self.docs.batch(d_rows, self.doc_length)
-            batch.update(doc_states=d[:, None], doc_mask=dm[:, None])
+            batch.update(doc_states=d[:, None], doc_mask=dm[:, None],
+                         doc_ids=self.docs.token_values(self.docs.ids, d_rows, self.doc_length)[:, None])
         if self.english_docs is not None:
             batch["english_doc"] = self.english_docs[d_rows].toarray().astype(np.float32)
         return batch
@@ -271,8 +283,8 @@ class RetrievalBatches:
 
 
 @nnx.jit
-def _splade_from_states(model, states, mask):
-    return model.splade_from_states(states, mask)
+def _splade_from_states(model, states, mask, ids):
+    return model.splade_from_states(states, mask, ids)
 
 
 def encode_states(model, states: RaggedStates, *, max_length: int) -> sp.csr_matrix:
@@ -280,8 +292,11 @@ def encode_states(model, states: RaggedStates, *, max_length: int) -> sp.csr_mat
     lengths = np.minimum(np.diff(states.offsets), max_length)
     blocks = [None] * len(states)
     for idx, rows, length in _length_batches(lengths, max_length):
-        x, m = states.batch(np.concatenate([idx, np.repeat(idx[:1], rows - len(idx))]), length)
-        out = sp.csr_matrix(np.asarray(_splade_from_states(model, jnp.asarray(x), jnp.asarray(m)))[:len(idx)])
+        padded = np.concatenate([idx, np.repeat(idx[:1], rows - len(idx))])
+        x, m = states.batch(padded, length)
+        ids = states.token_values(states.ids, padded, length)
+        out = sp.csr_matrix(np.asarray(_splade_from_states(model, jnp.asarray(x), jnp.asarray(m),
+                                                           jnp.asarray(ids)))[:len(idx)])
         for r, i in enumerate(idx):
             blocks[i] = out[r]
     return sp.vstack(blocks, format="csr").astype(np.float32)

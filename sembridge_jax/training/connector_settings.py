@@ -43,6 +43,8 @@ CONNECTOR = Section({
                   choices=CONNECTOR_KINDS),
     "hidden": Field(0, "connector hidden width; 0 = the bridge's hidden size", ge=0),
     "n_added": Field(0, "learnable tokens appended after each text (LUSIFER)", ge=0),
+    "echo": Field(False, "LexEcho (MILCO): a second output block over the bridge vocabulary, the input's own "
+                  "tokens weighted by a head on the bridge states (trained in align_en and retrieval)"),
     "train_english": Field(True, "train the English layers / MLM transform / input LayerNorm too (the "
                                  "vocabulary rows and output bias never train)"),
     "english_lr_scale": Field(0.25, "learning-rate factor of the trained English parts (layers, MLM transform, "
@@ -61,7 +63,10 @@ CONNECTOR = Section({
         "max_chars": Field(300, "longer lines are cut into sentences, then to this length", ge=20),
         "max_length": Field(64, "bridge / teacher tokens per alignment text", ge=8),
     }),
-    "align_en": _stage(0, 64, 2e-3, **_align_fields(1.0, 0.0)),
+    "align_en": _stage(0, 64, 2e-3, **_align_fields(1.0, 0.0), **{
+        "echo": Field(1.0, "weight of the LexEcho regression onto the teacher's weight of the aligned English "
+                           "WordPiece (with connector.echo)", ge=0.0),
+    }),
     "align_parallel": _stage(0, 64, 1e-3, **_align_fields(1.0, 0.2), **{
         "max_pairs": Field(4000, "parallel pairs (first N of data.parallel.path)", ge=1),
         "english_mix": Field(1000, "English-only alignment texts mixed into this stage (the first N of "
