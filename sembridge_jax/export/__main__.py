@@ -2,6 +2,10 @@
 
     python -m sembridge_jax.export --model DIR_OR_HUB_ID --out DIR [--pooling max|sum]
     python -m sembridge_jax.export --checkpoint TRAIN_WORKDIR [--step N] --out DIR
+    python -m sembridge_jax.export --connector CONNECTOR_FOLDER --out DIR
+
+--connector turns a connector folder (the connector runner's <workdir>/export) into a sentence-transformers
+SparseEncoder folder with its PyTorch module code inside (load it with trust_remote_code=True; connector_st.py).
 
 TRAIN_WORKDIR and DIR may be object-store URLs (gs://bucket/run).
 
@@ -15,6 +19,7 @@ import sys
 
 from sembridge_jax.cli import EXIT_CODES, run_cli
 from sembridge_jax.export.checkpoint import load_model_from_checkpoint
+from sembridge_jax.export.connector_st import export_connector_st
 from sembridge_jax.export.writer import export_to_hf
 from sembridge_jax.hf.load import load_pretrained
 
@@ -25,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", help="Hugging Face folder or hub id to export")
     src.add_argument("--checkpoint", help="training workdir, local or gs:// (or one of its compare/<method> run folders)")
+    src.add_argument("--connector", help="connector folder (connector_config.json): write a sentence-transformers "
+                                         "folder with PyTorch module code (load with trust_remote_code=True)")
     p.add_argument("--step", type=int, default=None, help="with --checkpoint: the step (default: the newest)")
     p.add_argument("--out", required=True, help="output folder, local or gs://")
     p.add_argument("--pooling", choices=["max", "sum"], default=None,
@@ -46,6 +53,11 @@ def load_source(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.connector:
+        if args.pooling:
+            raise SystemExit("--pooling does not apply to --connector (the connector folder sets its pooling)")
+        print(f"wrote {export_connector_st(args.connector, args.out)}")
+        return 0
     model, tokenizer = load_source(args)
     out = export_to_hf(model, tokenizer, args.out, pooling=args.pooling)
     print(f"wrote {out}")

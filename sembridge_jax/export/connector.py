@@ -43,7 +43,8 @@ def connector_weights(model: ConnectorSparseEncoder) -> dict[str, np.ndarray]:
     return {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in flat if p[0] != "bridge"}
 
 
-def _link_or_copy(src, dst):
+def link_or_copy(src, dst):
+    """A hard link where the file system allows (bridge weights are large), else a copy."""
     try:
         os.link(src, dst)
     except OSError:
@@ -67,7 +68,7 @@ def save_connector(model: ConnectorSparseEncoder, out: str | os.PathLike, *, bri
     bridge_out.mkdir()
     for f in Path(bridge_folder).iterdir():  # the encoder and its tokenizer; sentence-transformers modules are not needed
         if f.is_file() and f.suffix in BRIDGE_FILES:
-            _link_or_copy(f, bridge_out / f.name)
+            link_or_copy(f, bridge_out / f.name)
     english_tokenizer.save_pretrained(str(out / ENGLISH_TOKENIZER_DIR))
     return out
 
