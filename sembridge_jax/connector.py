@@ -13,7 +13,8 @@ curves; a finished stage is restored, not retrained):
   xling_queries   the queries only (no page forward): the cross-lingual InfoNCE + FLOPS on queries.
 The frozen encoders run once per text (`training.connector_data` caches). After every stage: target ->
 target retrieval and target queries against the English index, through `evaluation.evaluator`; the
-results go to `<workdir>/results.{json,md}`, the model to `<workdir>/export` (`SparseEncoder.from_pretrained`).
+results go to `<workdir>/results.{json,md}`, the model to `<workdir>/export` (`SparseEncoder.from_pretrained`)
+and `<workdir>/export_st` (`sentence_transformers.SparseEncoder(path, trust_remote_code=True)`).
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from sembridge_jax.evaluation.encode import CorpusEncoder, SparseCollection, voc
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25, evaluate_sparse
 from sembridge_jax.evaluation.report import write_report
 from sembridge_jax.export.connector import save_connector
+from sembridge_jax.export.connector_st import export_connector_st
 from sembridge_jax.hf.load import load_pretrained
 from sembridge_jax.models.connector import ENGLISH_PARTS, ConnectorConfig, ConnectorSparseEncoder
 from sembridge_jax.training import losses, trainer
@@ -317,7 +319,8 @@ class Job:
             write_report(rows, self.workdir, settings={"config": c.to_dict(), "stage_s": timings})
         out = save_connector(model, self.workdir / "export", bridge_folder=self.bridge_folder,
                              english_tokenizer=self.english_tokenizer)
-        log.info("exported to %s", out)
+        log.info("exported to %s and %s (sentence-transformers)", out,
+                 export_connector_st(out, self.workdir / "export_st"))
         self.model = model
         return rows
 

@@ -118,6 +118,7 @@ def test_job_end_to_end(setup, finished):
     np.testing.assert_allclose(got, ref, atol=1e-5)
     n_en = job.model.config.english_size
     assert (ref[:, :n_en] > 0).any() and (ref[:, n_en:] > 0).any()  # the English and the echo block
+    assert (work / "export_st" / "modules.json").is_file()  # its parity: tests/test_connector_export_st.py
 
 
 def test_killed_stage_resumes_bit_identical(setup, finished):
