@@ -33,7 +33,7 @@ from flax import nnx
 from sembridge_jax.api import SparseEncoder
 from sembridge_jax.bridge.encode import bridge_identity, resolve_bridge
 from sembridge_jax.cli import run_cli
-from sembridge_jax.config import parse_config_args
+from sembridge_jax.config import default_config, parse_config_args
 from sembridge_jax.data.examples import read_parallel_tsv
 from sembridge_jax.data.pairs import read_corpus
 from sembridge_jax.data.retrieval import RetrievalDataset, build_mixed_pool, load_beir
@@ -63,6 +63,8 @@ from sembridge_jax.training.connector_objectives import (
 
 log = logging.getLogger(__name__)
 STAGES = ("align_en", "align_parallel", "retrieval", "xling_queries")
+# connector keys that only say where caches live and what is evaluated after the last stage
+EVAL_ONLY = ("state_cache", "mixed_pool", "combine_with")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -107,6 +109,9 @@ def stage_config(config, stage) -> ml_collections.ConfigDict:
     `connector.english_lr_scale` x the connector's learning rate: at the same rate they collapsed to one
     input-independent vector within 20 steps of align_en)."""
     c = ml_collections.ConfigDict(config.to_dict())
+    defaults = default_config().connector
+    for key in EVAL_ONLY:  # no part in what a stage trains: changing them reuses the finished stages
+        c.connector[key] = defaults[key]
     c.train.num_steps = stage.steps
     c.train.batch_size = stage.batch_size
     c.train.learning_rate = stage.learning_rate

@@ -11,7 +11,7 @@ import pytest
 
 from sembridge_jax.api import SparseEncoder
 from sembridge_jax.config import load_config
-from sembridge_jax.connector import Job
+from sembridge_jax.connector import Job, stage_config
 from sembridge_jax.export.connector import connector_weights
 from sembridge_jax.schema import ConfigError
 from tests.train_tiny import NUM_WORDS, SPECIALS, tiny_beir
@@ -144,3 +144,13 @@ def test_config_errors(setup, tmp_path):
         load_config(setup / "cfg.py", ["--config.connector.kind=linear"])
     with pytest.raises(ConfigError, match="missing.tsv"):
         load_config(setup / "cfg.py", [f"--config.data.parallel.path={tmp_path / 'missing.tsv'}"])
+
+
+def test_eval_only_keys_reuse_the_finished_stages(setup, finished):
+    """Another cache folder or other after-training evaluations: the stages are restored, not retrained."""
+    job, _ = finished
+    config = load_config(setup / "cfg.py", ["--config.connector.mixed_pool=False", "--config.connector.combine_with=",
+                                            f"--config.connector.state_cache={setup / 'work' / 'cache'}"])
+    for stage in ("align_en", "retrieval"):
+        assert stage_config(config, config.connector[stage]).to_dict() == \
+            stage_config(job.config, job.config.connector[stage]).to_dict()
