@@ -104,13 +104,16 @@ def fusion_weight(q_a, d_a, q_b, d_b) -> float:
     return mean_norm(q_a) * mean_norm(d_a) / max(mean_norm(q_b) * mean_norm(d_b), 1e-12)
 
 
-def stage_config(config, stage) -> ml_collections.ConfigDict:
-    """The run config with `train` set from a stage section (5 % warmup, cosine decay; the English parts at
-    `connector.english_lr_scale` x the connector's learning rate: at the same rate they collapsed to one
-    input-independent vector within 20 steps of align_en)."""
+def stage_config(config, name: str) -> ml_collections.ConfigDict:
+    """The run config with `train` set from stage `name`'s section (5 % warmup, cosine decay; the English parts
+    at `connector.english_lr_scale` x the connector's learning rate: at the same rate they collapsed to one
+    input-independent vector within 20 steps of align_en). The later stages' sections and the
+    evaluation-only keys are reset to their defaults: they have no part in what this stage trains, so
+    changing them (e.g. turning a later stage off) reuses the finished stages."""
     c = ml_collections.ConfigDict(config.to_dict())
+    stage = config.connector[name]
     defaults = default_config().connector
-    for key in EVAL_ONLY:  # no part in what a stage trains: changing them reuses the finished stages
+    for key in EVAL_ONLY + STAGES[STAGES.index(name) + 1:]:
         c.connector[key] = defaults[key]
     c.train.num_steps = stage.steps
     c.train.batch_size = stage.batch_size
@@ -307,7 +310,7 @@ class Job:
             if not stage.steps:
                 continue
             t0 = time.perf_counter()
-            model = trainer.fit(stage_config(c, stage), model, self.workdir / "stages" / name, data[name](stage),
+            model = trainer.fit(stage_config(c, name), model, self.workdir / "stages" / name, data[name](stage),
                                 objective=objectives[name](stage), desc=name).model
             timings[name] = round(time.perf_counter() - t0, 1)
             evaluated, queries, docs = self.evaluate(model, f"connector/{name}")

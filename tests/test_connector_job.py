@@ -146,11 +146,13 @@ def test_config_errors(setup, tmp_path):
         load_config(setup / "cfg.py", [f"--config.data.parallel.path={tmp_path / 'missing.tsv'}"])
 
 
-def test_eval_only_keys_reuse_the_finished_stages(setup, finished):
-    """Another cache folder or other after-training evaluations: the stages are restored, not retrained."""
+def test_eval_only_keys_and_later_stages_reuse_the_finished_stages(setup, finished):
+    """Another cache folder, other after-training evaluations, a later stage turned off: the earlier stages'
+    settings are unchanged (restored, not retrained); the stage's own settings still count."""
     job, _ = finished
     config = load_config(setup / "cfg.py", ["--config.connector.mixed_pool=False", "--config.connector.combine_with=",
-                                            f"--config.connector.state_cache={setup / 'work' / 'cache'}"])
+                                            f"--config.connector.state_cache={setup / 'work' / 'cache'}",
+                                            "--config.connector.xling_queries.steps=0"])
     for stage in ("align_en", "retrieval"):
-        assert stage_config(config, config.connector[stage]).to_dict() == \
-            stage_config(job.config, job.config.connector[stage]).to_dict()
+        assert stage_config(config, stage).to_dict() == stage_config(job.config, stage).to_dict()
+    assert stage_config(config, "xling_queries").to_dict() != stage_config(job.config, "xling_queries").to_dict()
