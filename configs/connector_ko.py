@@ -63,7 +63,7 @@ def get_config():
     k = c.connector
     k.english_index = f"{KO}/lohelp-en"
     k.echo = True  # LexEcho: trained on English in align_en (no Korean), jointly in retrieval
-    # Stage sizes: the prototype's best chain (research REPORT.md section 6: 20k texts, 600 + 1,300 + 120 steps)
+    # Stage sizes: the research prototype's best chain (20k texts, 600 + 1,300 + 120 steps)
     # cut to what the loaded machine allowed: 10k English texts / 8k pairs (their bridge states + teacher
     # logits are the per-text cost), 300 + 400 + 120 steps. The alignment stages are the under-trained part
     # (the cross-lingual score rose with every block of parallel steps in the prototype).
