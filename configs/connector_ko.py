@@ -27,9 +27,10 @@ lohelp-hangul dev nDCG@10 (R@100):
 | align_parallel (400 x 64, 1031 s)           | 0.524 (0.909) | 0.297 (0.808) |         0.193 (0.714) |
 | retrieval (120 x 32, 145 s)                 | 0.570 (0.947) | 0.398 (0.877) |         0.197 (0.736) |
 | (xling_queries, 150 x 32, 46 s; now off)    | 0.527 (0.924) | 0.390 (0.881) |         0.197 (0.741) |
-After xling_queries (the run's last stage): mixed pool (937 Korean + 2,521 English pages, both copies
-relevant) nDCG@10 0.332, R@100 0.676, Max@R 359, Complete@10 0.075, Complete@100 0.455; fusion with the
-vocabulary-transfer export (demo_ko recipe, alone 0.552) at the label-free weight 0.851: 0.607 (R@100 0.953).
+After retrieval (the config's last stage; its checkpoint re-evaluated, same scores as above): mixed pool (937
+Korean + 2,521 English pages in one index, both copies relevant) nDCG@10 0.358, R@100 0.703, Max@R 310,
+Complete@10 0.077, Complete@100 0.482; fusion with the vocabulary-transfer export (demo_ko recipe, alone
+0.552) at the label-free weight 0.615: nDCG@10 0.614 (R@100 0.958).
 (BM25 0.650; goals: zero-shot >= 0.458 met (0.523, with the echo), fine-tuned >= 0.551 met (0.570),
 cross-lingual >= 0.40 NOT met (0.197).)
 """
