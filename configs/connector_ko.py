@@ -1,23 +1,38 @@
 """Connector route (docs/methods.md, "Connector route"): Korean through multilingual-e5-small (frozen) and a
 trained connector into splade-tiny-en's ENGLISH vocabulary; LUSIFER's architecture, MILCO's alignment loss.
 
-Command (the kit at ../shared; e5 states, teacher logits and the English index are cached in <workdir>/cache):
-  python -m sembridge_jax.connector --config configs/connector_ko.py --workdir runs/connector_ko
+Command (the kit at ../shared; e5 states, teacher logits and the English index are cached in <workdir>/cache;
+combine_with is optional: a train.py export of configs/demo_ko.py for the fusion row):
+  python -m sembridge_jax.connector --config configs/connector_ko.py --workdir runs/connector_ko \
+      [--config.connector.combine_with=runs/demo_ko/export]
 
-Stages: align_en (English text only: en_ko.tsv English side + lohelp-en page lines; no Korean), align_parallel
-(en_ko.tsv pairs + English texts), retrieval (lohelp-hangul train pairs + the cross-lingual term against the
-untouched English model's lohelp-en index). Evaluated after every stage on lohelp-hangul dev (413 queries):
-Korean -> Korean pages and Korean -> English pages (the untouched English model's index); export to
-<workdir>/export (`SparseEncoder.from_pretrained`).
+Stages: align_en (English text only: en_ko.tsv English side + lohelp-en page lines; no Korean; + the LexEcho
+head regressed onto the teacher's weight of the aligned English WordPiece), align_parallel (en_ko.tsv pairs +
+English texts), retrieval (lohelp-hangul train pairs + the cross-lingual term against the untouched English
+model's lohelp-en index; pages at 64 e5 tokens). Evaluated after every stage on lohelp-hangul dev (413
+queries): Korean -> Korean pages with and without the echo block, and Korean -> English pages (the untouched
+English model's index); after the last stage the mixed pool (Korean + English pages in one index) and the
+fusion with the vocabulary-transfer export; export to <workdir>/export (`SparseEncoder.from_pretrained`) and
+<workdir>/export_st (sentence-transformers, trust_remote_code=True).
 
-Measured 2026-11-30 (shared, loaded 2-core machine: 26.6 min wall, 769 CPU-s with part of the caches warm,
-~17 CPU-min cold; table and caveats in docs/methods.md, "Connector route"), lohelp-hangul dev nDCG@10:
-| after stage    | Korean pages | English index (cross-lingual) |
-|----------------|-------------:|------------------------------:|
-| align_en       |        0.023 |                         0.006 |
-| align_parallel |        0.100 |                         0.036 |
-| retrieval      |        0.246 |                         0.076 |
-(BM25 0.650; the research prototype's longer chain: 0.423 without LexEcho, cross-lingual 0.296.)
+Measured 2026-12-01 (one run, seed 0; SHARED 2-core machine at load 4-10 from other engineers' jobs: 46.5 min
+wall, 1,797 CPU-s = 30 CPU-min (1,031 user + 766 sys), with the 10k English texts' e5 states / teacher logits
+and the English index already cached by an aborted start (~250 CPU-s more cold); that run also had a 4th stage
+xling_queries (150 steps, 46 s + its evaluation), now off. NOT timed on an idle machine: at the 1.3-2 cores
+XLA used on a quieter machine, ~30-34 CPU-min is ~17-26 min wall, i.e. at or over the 20-min budget),
+lohelp-hangul dev nDCG@10 (R@100):
+| after stage (steps x batch, stage wall s)   | Korean pages  | same, no echo | English index (xling) |
+|---------------------------------------------|--------------:|--------------:|----------------------:|
+| align_en (300 x 64, 742 s; English only)    | 0.523 (0.926) | 0.136 (0.621) |         0.031 (0.323) |
+| align_parallel (400 x 64, 1031 s)           | 0.524 (0.909) | 0.297 (0.808) |         0.193 (0.714) |
+| retrieval (120 x 32, 145 s)                 | 0.570 (0.947) | 0.398 (0.877) |         0.197 (0.736) |
+| (xling_queries, 150 x 32, 46 s; now off)    | 0.527 (0.924) | 0.390 (0.881) |         0.197 (0.741) |
+After retrieval (the config's last stage; its checkpoint re-evaluated, same scores as above): mixed pool (937
+Korean + 2,521 English pages in one index, both copies relevant) nDCG@10 0.358, R@100 0.703, Max@R 310,
+Complete@10 0.077, Complete@100 0.482; fusion with the vocabulary-transfer export (demo_ko recipe, alone
+0.552) at the label-free weight 0.615: nDCG@10 0.614 (R@100 0.958).
+(BM25 0.650; goals: zero-shot >= 0.458 met (0.523, with the echo), fine-tuned >= 0.551 met (0.570),
+cross-lingual >= 0.40 NOT met (0.197).)
 """
 
 from sembridge_jax.config import default_config
@@ -48,22 +63,31 @@ def get_config():
 
     k = c.connector
     k.english_index = f"{KO}/lohelp-en"
+    k.echo = True  # LexEcho: trained on English in align_en (no Korean), jointly in retrieval
+    # Stage sizes: the research prototype's best chain (20k texts, 600 + 1,300 + 120 steps)
+    # cut to what the loaded machine allowed: 10k English texts / 8k pairs (their bridge states + teacher
+    # logits are the per-text cost), 300 + 400 + 120 steps. The alignment stages are the under-trained part
+    # (the cross-lingual score rose with every block of parallel steps in the prototype).
     k.english.tsv = f"{KO}/parallel/en_ko.tsv"
     k.english.corpus = f"{KO}/lohelp-en"
-    k.english.max_texts = 4000
+    k.english.max_texts = 10000
     k.english.max_length = 64
-    k.align_en.steps = 200
+    k.align_en.steps = 300
     k.align_en.batch_size = 64
     k.align_en.learning_rate = 2e-3
     k.align_en.margin = 1.0
-    k.align_parallel.steps = 150
+    k.align_parallel.steps = 400
     k.align_parallel.batch_size = 64
     k.align_parallel.learning_rate = 1e-3
     k.align_parallel.nce = 0.2
-    k.align_parallel.max_pairs = 4000
-    k.align_parallel.english_mix = 1000
-    k.retrieval.steps = 100
+    k.align_parallel.max_pairs = 8000
+    k.align_parallel.english_mix = 3000  # ~30 % English-only texts keep the English fit while pairs are added
+    k.retrieval.steps = 120
     k.retrieval.batch_size = 32
     k.retrieval.learning_rate = 3e-4
+    k.retrieval.doc_length = 64
     k.retrieval.xling = 1.0
+    # xling_queries (150 x 32 measured): cross-lingual 0.197 -> 0.197, Korean 0.570 -> 0.527 (the shared English
+    # layers moved the pages too): it does not pay after this retrieval stage, so it is off.
+    k.xling_queries.steps = 0
     return c

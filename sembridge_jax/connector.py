@@ -9,13 +9,16 @@ curves; a finished stage is restored, not retrained):
   align_parallel  the target side of parallel pairs against the teacher's logits of the English side
                   (English texts mixed in);
   retrieval       InfoNCE + FLOPS on target-language (query, page) pairs, + InfoNCE of the queries against
-                  the untouched English model's vectors of the English pages (cross-lingual term).
+                  the untouched English model's vectors of the English pages (cross-lingual term);
+  xling_queries   the queries only (no page forward): the cross-lingual InfoNCE + FLOPS on queries.
 The frozen encoders run once per text (`training.connector_data` caches). After every stage: target ->
 target retrieval and target queries against the English index, through `evaluation.evaluator`; the
-results go to `<workdir>/results.{json,md}`, the model to `<workdir>/export` (`SparseEncoder.from_pretrained`).
+results go to `<workdir>/results.{json,md}`, the model to `<workdir>/export` (`SparseEncoder.from_pretrained`)
+and `<workdir>/export_st` (`sentence_transformers.SparseEncoder(path, trust_remote_code=True)`).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import sys
@@ -30,14 +33,15 @@ from flax import nnx
 from sembridge_jax.api import SparseEncoder
 from sembridge_jax.bridge.encode import bridge_identity, resolve_bridge
 from sembridge_jax.cli import run_cli
-from sembridge_jax.config import parse_config_args
+from sembridge_jax.config import default_config, parse_config_args
 from sembridge_jax.data.examples import read_parallel_tsv
 from sembridge_jax.data.pairs import read_corpus
-from sembridge_jax.data.retrieval import RetrievalDataset, load_beir
+from sembridge_jax.data.retrieval import RetrievalDataset, build_mixed_pool, load_beir
 from sembridge_jax.evaluation.encode import CorpusEncoder, SparseCollection, vocab_tokens
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25, evaluate_sparse
 from sembridge_jax.evaluation.report import write_report
 from sembridge_jax.export.connector import save_connector
+from sembridge_jax.export.connector_st import export_connector_st
 from sembridge_jax.hf.load import load_pretrained
 from sembridge_jax.models.connector import ENGLISH_PARTS, ConnectorConfig, ConnectorSparseEncoder
 from sembridge_jax.training import losses, trainer
@@ -46,13 +50,21 @@ from sembridge_jax.training.connector_data import (
     RaggedStates,
     RetrievalBatches,
     bridge_states,
+    echo_targets,
     encode_states,
     teacher_logits,
 )
-from sembridge_jax.training.connector_objectives import AlignSettings, align_objective, retrieval_objective
+from sembridge_jax.training.connector_objectives import (
+    AlignSettings,
+    align_objective,
+    query_xling_objective,
+    retrieval_objective,
+)
 
 log = logging.getLogger(__name__)
-STAGES = ("align_en", "align_parallel", "retrieval")
+STAGES = ("align_en", "align_parallel", "retrieval", "xling_queries")
+# connector keys that only say where caches live and what is evaluated after the last stage
+EVAL_ONLY = ("state_cache", "mixed_pool", "combine_with")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -84,11 +96,25 @@ def english_texts(cfg, seed: int) -> list[str]:
     return [unique[i] for i in rng.permutation(len(unique))[:cfg.max_texts]]
 
 
-def stage_config(config, stage) -> ml_collections.ConfigDict:
-    """The run config with `train` set from a stage section (5 % warmup, cosine decay; the English parts at
-    `connector.english_lr_scale` x the connector's learning rate: at the same rate they collapsed to one
-    input-independent vector within 20 steps of align_en)."""
+def fusion_weight(q_a, d_a, q_b, d_b) -> float:
+    """Weight of model b's query vectors in a fused [a | b] score: mean query norm x mean page norm of a over
+    the same of b, so that both models contribute scores of the same typical size (no labels used)."""
+    def mean_norm(m) -> float:
+        return float(np.sqrt(np.asarray(m.multiply(m).sum(axis=1))).mean())
+    return mean_norm(q_a) * mean_norm(d_a) / max(mean_norm(q_b) * mean_norm(d_b), 1e-12)
+
+
+def stage_config(config, name: str) -> ml_collections.ConfigDict:
+    """The run config with `train` set from stage `name`'s section (5 % warmup, cosine decay; the English parts
+    at `connector.english_lr_scale` x the connector's learning rate: at the same rate they collapsed to one
+    input-independent vector within 20 steps of align_en). The later stages' sections and the
+    evaluation-only keys are reset to their defaults: they have no part in what this stage trains, so
+    changing them (e.g. turning a later stage off) reuses the finished stages."""
     c = ml_collections.ConfigDict(config.to_dict())
+    stage = config.connector[name]
+    defaults = default_config().connector
+    for key in EVAL_ONLY + STAGES[STAGES.index(name) + 1:]:
+        c.connector[key] = defaults[key]
     c.train.num_steps = stage.steps
     c.train.batch_size = stage.batch_size
     c.train.learning_rate = stage.learning_rate
@@ -137,16 +163,25 @@ class Job:
         c, k = self.config, self.config.connector
         english, _, _ = load_pretrained(c.source, dtype=c.model.dtype)
         cfg = ConnectorConfig(english.config, self.bridge.config.hidden_size, kind=k.kind, connector_hidden=k.hidden,
-                              n_added=k.n_added, train_english=k.train_english, dtype=c.model.dtype)
+                              n_added=k.n_added, train_english=k.train_english, dtype=c.model.dtype, echo=k.echo,
+                              bridge_vocab=self.bridge.config.vocab_size)
         return ConnectorSparseEncoder(cfg, nnx.Rngs(c.seed), english=english)
 
     # -------------------------------------------------------------------------------------- data
-    def align_en_data(self, stage) -> AlignBatches:
+    def english_data(self) -> tuple[list[str], RaggedStates, sp.csr_matrix]:
+        """The English alignment texts, their bridge states and teacher logits (cached)."""
         k = self.config.connector
         texts = english_texts(k.english, self.config.seed)
-        return AlignBatches(self.states(texts, k.english.max_length, "bridge: English"),
-                            self.targets(texts, k.english.max_length), batch_size=stage.batch_size,
-                            length=k.english.max_length, seed=self.config.seed)
+        return (texts, self.states(texts, k.english.max_length, "bridge: English"),
+                self.targets(texts, k.english.max_length))
+
+    def align_en_data(self, stage) -> AlignBatches:
+        k = self.config.connector
+        texts, states, targets = self.english_data()
+        echo = echo_targets(self.bridge_tokenizer, self.english_tokenizer, texts, targets,
+                            max_length=k.english.max_length) if k.echo and stage.echo else None
+        return AlignBatches(states, targets, batch_size=stage.batch_size, length=k.english.max_length,
+                            seed=self.config.seed, echo=echo)
 
     def align_parallel_data(self, stage) -> AlignBatches:
         k, c = self.config.connector, self.config
@@ -155,27 +190,26 @@ class Job:
         states = [self.states([p[1] for p in pairs], k.english.max_length, "bridge: parallel")]
         targets = [self.targets(english, k.english.max_length)]
         if stage.english_mix and (k.english.tsv or k.english.corpus):
-            mix = english_texts(k.english, c.seed)[:stage.english_mix]
-            states.append(self.states(mix, k.english.max_length, "bridge: English"))
-            targets.append(self.targets(mix, k.english.max_length))
+            _, mix_states, mix_targets = self.english_data()
+            states.append(mix_states.head(stage.english_mix))
+            targets.append(mix_targets[:stage.english_mix])
         return AlignBatches(RaggedStates.concat(states), sp.vstack(targets, format="csr"),
                             batch_size=stage.batch_size, length=k.english.max_length, seed=c.seed)
 
-    def retrieval_data(self, stage) -> RetrievalBatches:
+    def retrieval_data(self, stage, *, pages: bool = True) -> RetrievalBatches:
+        """(query, positive page) pairs of `data.train`; `pages=False`: queries + English page vectors only."""
         c = self.config
         train = load_beir(c.data.train.path, c.data.train.split)
         qids, dids = list(train.queries), train.doc_ids()
         q_row, d_row = {q: i for i, q in enumerate(qids)}, {d: i for i, d in enumerate(dids)}
         pairs = [(q_row[q], d_row[d]) for q, rel in train.qrels.items() for d, g in rel.items()
                  if g > 0 and d in d_row]
-        english_docs = None
-        if stage.xling:
-            english_docs = self.english_rows(dids)
+        english_docs = self.english_rows(dids) if stage.xling else None
+        docs = self.states(train.doc_texts(), c.model.max_doc_length, "bridge: pages") if pages else None
         return RetrievalBatches(
-            self.states(list(train.queries.values()), stage.query_length, "bridge: queries"),
-            self.states(train.doc_texts(), c.model.max_doc_length, "bridge: pages"), pairs,
-            batch_size=stage.batch_size, query_length=stage.query_length, doc_length=stage.doc_length, seed=c.seed,
-            english_docs=english_docs)
+            self.states(list(train.queries.values()), stage.query_length, "bridge: queries"), docs, pairs,
+            batch_size=stage.batch_size, query_length=stage.query_length,
+            doc_length=stage.doc_length if pages else 0, seed=c.seed, english_docs=english_docs)
 
     def english_rows(self, doc_ids) -> sp.csr_matrix:
         """The English index's vectors of `doc_ids` (an all-zero row where the English side lacks the page)."""
@@ -188,23 +222,62 @@ class Job:
         return out.tocsr()
 
     # -------------------------------------------------------------------------------------- evaluation
-    def evaluate(self, model, name: str) -> list[dict]:
-        """Target queries against target pages (both through the connector model) and, with an English
-        index, against the English pages encoded by the untouched English model."""
+    def encode(self, model, texts, max_length: int, desc: str) -> sp.csr_matrix:
+        return encode_states(model, self.states(texts, max_length, desc), max_length=max_length)
+
+    def evaluate(self, model, name: str) -> tuple[list[dict], SparseCollection, SparseCollection]:
+        """Target queries against target pages (both through the connector model; with LexEcho also without
+        its block) and, with an English index, against the English pages encoded by the untouched English model
+        (English block only); also the encoded dev queries and pages."""
         s = self.eval_settings
         t0 = time.perf_counter()
-        vocab = vocab_tokens(self.english_tokenizer, model.config.vocab_size)
-        q = encode_states(model, self.states(list(self.dev.queries.values()), s.query_max_length, "bridge: dev queries"),
-                          max_length=s.query_max_length)
-        queries = SparseCollection(list(self.dev.queries), q, vocab)
-        d = encode_states(model, self.states(self.dev.doc_texts(), s.doc_max_length, "bridge: pages"),
-                          max_length=s.doc_max_length)
+        n_en = model.config.english_size
+        vocab = vocab_tokens(self.english_tokenizer, n_en)
+        if model.config.echo:
+            vocab += ["echo:" + t for t in vocab_tokens(self.bridge_tokenizer, model.config.bridge_vocab)]
+        queries = SparseCollection(list(self.dev.queries), self.encode(
+            model, list(self.dev.queries.values()), s.query_max_length, "bridge: dev queries"), vocab)
+        docs = SparseCollection(self.dev.doc_ids(), self.encode(model, self.dev.doc_texts(), s.doc_max_length,
+                                                                "bridge: pages"), vocab)
         encode_s = time.perf_counter() - t0
-        rows = [{**evaluate_sparse(queries, SparseCollection(self.dev.doc_ids(), d, vocab), self.dev, s,
-                                   f"{name} (target)"), "encode_s": encode_s}]
+        rows = [{**evaluate_sparse(queries, docs, self.dev, s, f"{name} (target)"), "encode_s": encode_s}]
+        english_q = SparseCollection(queries.ids, queries.matrix[:, :n_en], vocab[:n_en])
+        if model.config.echo:
+            rows.append(evaluate_sparse(english_q, SparseCollection(docs.ids, docs.matrix[:, :n_en], vocab[:n_en]),
+                                        self.dev, s, f"{name} (target, no echo)"))
         if self.english_index is not None:
-            rows.append(evaluate_sparse(queries, self.english_index, self.xling_dataset(), s, f"{name} (xling)"))
-        return rows
+            rows.append(evaluate_sparse(english_q, self.english_index, self.xling_dataset(), s, f"{name} (xling)"))
+        return rows, queries, docs
+
+    def mixed_pool_row(self, model, name: str, docs: SparseCollection) -> dict:
+        """Target queries against ONE pool of the target and the English pages, both through the connector
+        model (`data.retrieval.build_mixed_pool`): nDCG@10 with both copies relevant, and the English
+        inclination (Max@R, Complete@K)."""
+        s = dataclasses.replace(self.eval_settings, inclination=True)
+        pool = build_mixed_pool(self.dev, self.english_pages)
+        english = self.encode(model, self.english_pages.doc_texts(), s.doc_max_length, "bridge: English pages")
+        q = self.encode(model, list(pool.queries.values()), s.query_max_length, "bridge: dev queries")
+        return evaluate_sparse(SparseCollection(list(pool.queries), q, docs.vocab),
+                               SparseCollection(pool.doc_ids(), sp.vstack([docs.matrix, english], format="csr"),
+                                                docs.vocab), pool, s, f"{name} (mixed pool)")
+
+    def fusion_row(self, name: str, queries: SparseCollection, docs: SparseCollection) -> dict:
+        """Score fusion with a vocabulary-transfer model (`connector.combine_with`): one vector over
+        [connector vocabulary | target vocabulary] per text, the target block of the QUERIES weighted by
+        `fusion_weight` (labels unused), so the pages form one index."""
+        s = self.eval_settings
+        other = CorpusEncoder(SparseEncoder.from_pretrained(self.config.connector.combine_with))
+        oq = other.encode(list(self.dev.queries), list(self.dev.queries.values()), max_length=s.query_max_length,
+                          batch_size=s.batch_size, cache_dir=s.cache_dir)
+        od = other.encode(self.dev.doc_ids(), self.dev.doc_texts(), max_length=s.doc_max_length,
+                          batch_size=s.batch_size, cache_dir=s.cache_dir)
+        w = fusion_weight(queries.matrix, docs.matrix, oq.matrix, od.matrix)
+        vocab = docs.vocab + other.vocab
+        fq = SparseCollection(queries.ids, sp.hstack([queries.matrix, w * oq.matrix], format="csr"), vocab)
+        fd = SparseCollection(docs.ids, sp.hstack([docs.matrix, od.matrix], format="csr"), vocab)
+        rows = [evaluate_sparse(oq, od, self.dev, s, f"{self.config.connector.combine_with} (target)")]
+        return rows + [{**evaluate_sparse(fq, fd, self.dev, s, f"{name} + vocabulary transfer (target)"),
+                        "fusion_weight": w}]
 
     def xling_dataset(self) -> RetrievalDataset:
         en = self.english_pages
@@ -219,28 +292,43 @@ class Job:
         model = self.new_model()
         rows = [evaluate_bm25(self.dev, self.eval_settings)]
         objectives = {
-            "align_en": lambda st: align_objective(AlignSettings(margin=st.margin, nce=st.nce)),
+            "align_en": lambda st: align_objective(AlignSettings(margin=st.margin, nce=st.nce,
+                                                                 echo=st.echo if k.echo else 0.0)),
             "align_parallel": lambda st: align_objective(AlignSettings(margin=st.margin, nce=st.nce)),
             "retrieval": lambda st: retrieval_objective(
                 losses.LossSettings(lambda_q=st.lambda_q, lambda_d=st.lambda_d,
                                     flops_warmup_steps=st.flops_warmup_steps), xling=st.xling),
+            "xling_queries": lambda st: query_xling_objective(
+                losses.LossSettings(lambda_q=st.lambda_q, flops_warmup_steps=st.flops_warmup_steps), xling=st.xling),
         }
         data = {"align_en": self.align_en_data, "align_parallel": self.align_parallel_data,
-                "retrieval": self.retrieval_data}
+                "retrieval": self.retrieval_data,
+                "xling_queries": lambda st: self.retrieval_data(st, pages=False)}
         timings = {}
         for name in STAGES:
             stage = k[name]
             if not stage.steps:
                 continue
             t0 = time.perf_counter()
-            model = trainer.fit(stage_config(c, stage), model, self.workdir / "stages" / name, data[name](stage),
+            model = trainer.fit(stage_config(c, name), model, self.workdir / "stages" / name, data[name](stage),
                                 objective=objectives[name](stage), desc=name).model
             timings[name] = round(time.perf_counter() - t0, 1)
-            rows += [{**r, "stage": name, "stage_s": timings[name]} for r in self.evaluate(model, f"connector/{name}")]
+            evaluated, queries, docs = self.evaluate(model, f"connector/{name}")
+            last = name
+            rows += [{**r, "stage": name, "stage_s": timings[name]} for r in evaluated]
+            write_report(rows, self.workdir, settings={"config": c.to_dict(), "stage_s": timings})
+        if timings:
+            t0 = time.perf_counter()
+            if k.mixed_pool and self.english_index is not None:
+                rows.append({**self.mixed_pool_row(model, f"connector/{last}", docs), "stage": last})
+            if k.combine_with:
+                rows += [{**r, "stage": last} for r in self.fusion_row(f"connector/{last}", queries, docs)]
+            timings["final_eval"] = round(time.perf_counter() - t0, 1)
             write_report(rows, self.workdir, settings={"config": c.to_dict(), "stage_s": timings})
         out = save_connector(model, self.workdir / "export", bridge_folder=self.bridge_folder,
                              english_tokenizer=self.english_tokenizer)
-        log.info("exported to %s", out)
+        log.info("exported to %s and %s (sentence-transformers)", out,
+                 export_connector_st(out, self.workdir / "export_st"))
         self.model = model
         return rows
 

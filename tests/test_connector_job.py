@@ -1,4 +1,4 @@
-"""The connector route end to end on tiny random models (`python -m sembridge_jax.connector`): the three
+"""The connector route end to end on tiny random models (`python -m sembridge_jax.connector`): the four
 stages through `trainer.fit`, evaluation rows, frozen weights untouched, export loaded by
 `SparseEncoder.from_pretrained` with the job's vectors; config errors name the key or file."""
 import json
@@ -11,12 +11,12 @@ import pytest
 
 from sembridge_jax.api import SparseEncoder
 from sembridge_jax.config import load_config
-from sembridge_jax.connector import Job
+from sembridge_jax.connector import Job, stage_config
 from sembridge_jax.export.connector import connector_weights
 from sembridge_jax.schema import ConfigError
 from tests.train_tiny import NUM_WORDS, SPECIALS, tiny_beir
 
-pytestmark = pytest.mark.slow  # three stages compiled and trained, evaluated and exported twice
+pytestmark = pytest.mark.slow  # four stages compiled and trained, evaluated and exported twice
 
 CONFIG = '''from pathlib import Path
 from sembridge_jax.config import default_config
@@ -44,7 +44,7 @@ def get_config():
     k.english.tsv = str(SETUP / "parallel.tsv")
     k.english.max_texts = 40
     k.english.max_length = 12
-    for stage in (k.align_en, k.align_parallel, k.retrieval):
+    for stage in (k.align_en, k.align_parallel, k.retrieval, k.xling_queries):
         stage.steps = 3
         stage.batch_size = 8
     k.align_parallel.max_pairs = 32
@@ -52,6 +52,9 @@ def get_config():
     k.retrieval.query_length = 8
     k.retrieval.doc_length = 16
     k.retrieval.flops_warmup_steps = 1
+    k.xling_queries.query_length = 8
+    k.echo = True
+    k.combine_with = str(SETUP / "english")  # any sparse encoder folder stands in for a vocabulary-transfer export
     return c
 '''
 
@@ -90,10 +93,15 @@ def finished(setup):
 def test_job_end_to_end(setup, finished):
     job, rows = finished
     work = setup / "work"
-    for stage in ("align_en", "align_parallel", "retrieval"):
+    for stage in ("align_en", "align_parallel", "retrieval", "xling_queries"):
         assert (work / "stages" / stage / "metrics.jsonl").is_file()
-        assert {r["model"] for r in rows if r.get("stage") == stage} == {
-            f"connector/{stage} (target)", f"connector/{stage} (xling)"}
+        assert {r["model"] for r in rows if r.get("stage") == stage} >= {
+            f"connector/{stage} (target)", f"connector/{stage} (target, no echo)", f"connector/{stage} (xling)"}
+    last = [r for r in rows if r.get("stage") == "xling_queries"]
+    mixed = next(r for r in last if r["model"].endswith("(mixed pool)"))
+    assert mixed["num_docs"] == 2 * len(job.dev.corpus) and mixed["Max@R"] >= 2
+    fused = next(r for r in last if "+ vocabulary transfer" in r["model"])
+    assert fused["fusion_weight"] > 0
     results = json.loads((work / "results.json").read_text())["results"]
     assert all(0 <= r["nDCG@10"] <= 1 for r in results)
     # the English output space never moved
@@ -106,17 +114,19 @@ def test_job_end_to_end(setup, finished):
     got = enc.encode(texts, max_length=8).toarray()
     tok = job.bridge_tokenizer(texts, padding=True, return_tensors="np")
     ids, mask = jnp.asarray(tok["input_ids"]), jnp.asarray(tok["attention_mask"])
-    ref = np.asarray(job.model.splade_from_states(job.bridge.sequence_output(ids, mask), mask))
+    ref = np.asarray(job.model.splade_from_states(job.bridge.sequence_output(ids, mask), mask, ids))
     np.testing.assert_allclose(got, ref, atol=1e-5)
-    assert (ref > 0).any()
+    n_en = job.model.config.english_size
+    assert (ref[:, :n_en] > 0).any() and (ref[:, n_en:] > 0).any()  # the English and the echo block
+    assert (work / "export_st" / "modules.json").is_file()  # its parity: tests/test_connector_export_st.py
 
 
 def test_killed_stage_resumes_bit_identical(setup, finished):
-    """A run killed after the retrieval stage's step-2 checkpoint (step 3 never saved) resumes there and ends
+    """A run killed after the last stage's step-2 checkpoint (step 3 never saved) resumes there and ends
     with exactly the weights of the uninterrupted run."""
     job, _ = finished
     before = connector_weights(job.model)
-    checkpoints = setup / "work" / "stages" / "retrieval" / "checkpoints"
+    checkpoints = setup / "work" / "stages" / "xling_queries" / "checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir() if p.name.isdigit()) == ["2", "3"]
     shutil.rmtree(checkpoints / "3")
     again = Job(load_config(setup / "cfg.py"))
@@ -134,3 +144,15 @@ def test_config_errors(setup, tmp_path):
         load_config(setup / "cfg.py", ["--config.connector.kind=linear"])
     with pytest.raises(ConfigError, match="missing.tsv"):
         load_config(setup / "cfg.py", [f"--config.data.parallel.path={tmp_path / 'missing.tsv'}"])
+
+
+def test_eval_only_keys_and_later_stages_reuse_the_finished_stages(setup, finished):
+    """Another cache folder, other after-training evaluations, a later stage turned off: the earlier stages'
+    settings are unchanged (restored, not retrained); the stage's own settings still count."""
+    job, _ = finished
+    config = load_config(setup / "cfg.py", ["--config.connector.mixed_pool=False", "--config.connector.combine_with=",
+                                            f"--config.connector.state_cache={setup / 'work' / 'cache'}",
+                                            "--config.connector.xling_queries.steps=0"])
+    for stage in ("align_en", "retrieval"):
+        assert stage_config(config, stage).to_dict() == stage_config(job.config, stage).to_dict()
+    assert stage_config(config, "xling_queries").to_dict() != stage_config(job.config, "xling_queries").to_dict()

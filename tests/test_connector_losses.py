@@ -46,3 +46,36 @@ def test_vector_nce(scale):
     s, t = _raw(4), _raw(5)
     np.testing.assert_allclose(float(cl.vector_nce(jnp.asarray(s), jnp.asarray(t), scale)),
                                _np_vector_nce(s, t, scale), rtol=1e-5)
+
+
+class _VectorsAsStates:
+    """A stand-in model whose 'states' are already the SPLADE vectors (the objective's arithmetic only)."""
+
+    def english_from_states(self, states, mask):
+        return jnp.asarray(states)
+
+
+@pytest.mark.parametrize("step", [0, 3, 20])
+def test_query_xling_objective(step):
+    from sembridge_jax.training.connector_objectives import query_xling_objective
+    from sembridge_jax.training.losses import LossSettings
+
+    q, e = np.abs(_raw(6)), np.abs(_raw(7))
+    settings = LossSettings(lambda_q=1e-2, flops_warmup_steps=10)
+    loss, metrics = query_xling_objective(settings, xling=0.7)(
+        _VectorsAsStates(), {"query_states": q, "query_mask": None, "english_doc": e}, step)
+    z = q.astype(np.float64) @ e.T.astype(np.float64)
+    z = z - z.max(1, keepdims=True)
+    nce = -np.mean(np.diag(z - np.log(np.exp(z).sum(1, keepdims=True))))
+    flops_q = (np.abs(q).mean(0) ** 2).sum()
+    lam = 1e-2 * min(1.0, step / 10) ** 2
+    np.testing.assert_allclose(float(metrics["xling_nce"]), nce, rtol=1e-5)
+    np.testing.assert_allclose(float(loss), 0.7 * nce + lam * flops_q, rtol=1e-5)
+
+
+def test_echo_regression():
+    rng = np.random.default_rng(8)
+    w, t = np.abs(rng.standard_normal((3, 6))), np.abs(rng.standard_normal((3, 6)))
+    m = (rng.random((3, 6)) > 0.4).astype(np.float32)
+    np.testing.assert_allclose(float(cl.echo_regression(jnp.asarray(w), jnp.asarray(t), jnp.asarray(m))),
+                               ((w - t) ** 2)[m > 0].mean(), rtol=1e-6)

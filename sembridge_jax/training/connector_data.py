@@ -42,10 +42,12 @@ def cache_key(identity: str, texts: Sequence[str], **settings) -> str:
 
 @dataclasses.dataclass
 class RaggedStates:
-    """Token states of N texts: flat [T, d] float16, offsets [N + 1] (text i is flat[offsets[i]:offsets[i+1]])."""
+    """Token states of N texts: flat [T, d] float16, offsets [N + 1] (text i is flat[offsets[i]:offsets[i+1]]),
+    and the bridge token ids they belong to, ids [T] int32 (LexEcho pools the echo weights per id)."""
 
     flat: np.ndarray
     offsets: np.ndarray
+    ids: np.ndarray
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -60,11 +62,25 @@ class RaggedStates:
             m[r, :e - s] = 1
         return x, m
 
+    def token_values(self, values: np.ndarray, rows: Sequence[int], length: int) -> np.ndarray:
+        """[R, length] of a per-token array aligned with `flat` (e.g. `ids`), truncated/zero-padded like `batch`."""
+        out = np.zeros((len(rows), length), values.dtype)
+        for r, i in enumerate(rows):
+            s, e = self.offsets[i], min(self.offsets[i + 1], self.offsets[i] + length)
+            out[r, :e - s] = values[s:e]
+        return out
+
+    def head(self, n: int) -> RaggedStates:
+        """The first n texts (a view: a prefix of a cached list needs no second cache entry)."""
+        n = min(n, len(self))
+        return RaggedStates(self.flat[:self.offsets[n]], self.offsets[:n + 1], self.ids[:self.offsets[n]])
+
     @classmethod
     def concat(cls, parts: Sequence[RaggedStates]) -> RaggedStates:
         """The texts of every part, in order (e.g. English texts + the target sides of parallel pairs)."""
         lens = np.concatenate([np.diff(p.offsets) for p in parts])
-        return cls(np.concatenate([p.flat for p in parts]), np.concatenate([[0], np.cumsum(lens)]).astype(np.int64))
+        return cls(np.concatenate([p.flat for p in parts]), np.concatenate([[0], np.cumsum(lens)]).astype(np.int64),
+                   np.concatenate([p.ids for p in parts]))
 
 
 def _save_npz(path, **arrays) -> None:
@@ -110,16 +126,18 @@ def _bridge_forward(model, ids, mask):
 
 def bridge_states(model, tokenizer, texts: Sequence[str], *, max_length: int, identity: str, prefix: str = "",
                   cache_dir=None, desc: str = "bridge states") -> RaggedStates:
-    """The frozen bridge encoder's last-layer states of `texts` (fp16, ragged), cached under `cache_dir`."""
+    """The frozen bridge encoder's last-layer states of `texts` (fp16, ragged), cached under `cache_dir`; the
+    token ids come from the tokenizer (cheap), so a cache holds the states only."""
+    tokens = tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length)["input_ids"]
+    lengths = np.array([len(t) for t in tokens], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids = np.fromiter((i for t in tokens for i in t), np.int32, count=int(offsets[-1]))
     path = None
     if cache_dir:
         path = as_path(cache_dir) / f"states_{cache_key(identity, texts, max_length=max_length, prefix=prefix)}.npz"
         if path.is_file():
             z = np.load(io.BytesIO(path.read_bytes()))
-            return RaggedStates(z["flat"], z["offsets"])
-    tokens = tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length)["input_ids"]
-    lengths = np.array([len(t) for t in tokens], np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+            return RaggedStates(z["flat"], z["offsets"], ids)
     flat = np.zeros((offsets[-1], model.config.hidden_size), np.float16)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model.config.pad_token_id
     for idx, rows, length in tqdm(list(_length_batches(lengths, max_length)), desc=desc, unit="batch"):
@@ -128,7 +146,7 @@ def bridge_states(model, tokenizer, texts: Sequence[str], *, max_length: int, id
             flat[offsets[i]:offsets[i + 1]] = out[r, :lengths[i]]
     if path is not None and jax.process_index() == 0:
         _save_npz(path, flat=flat, offsets=offsets)
-    return RaggedStates(flat, offsets)
+    return RaggedStates(flat, offsets, ids)
 
 
 @nnx.jit
@@ -163,22 +181,60 @@ def teacher_logits(model, tokenizer, texts: Sequence[str], *, max_length: int, i
     return matrix
 
 
+def aligned_max(src_spans: np.ndarray, tgt_spans: np.ndarray, tgt_weights: np.ndarray) -> np.ndarray:
+    """Per source token, the largest weight among the target tokens whose character spans overlap its span
+    (NaN without any: e.g. past the target's truncation); the first and last source tokens (the specials, span (0, 0)) take the first / last
+    target token's weight. Spans [n, 2] / [m, 2] (start, end); weights [m]."""
+    a0, a1 = src_spans[:, None, 0], src_spans[:, None, 1]
+    b0, b1 = tgt_spans[None, :, 0], tgt_spans[None, :, 1]
+    overlap = np.minimum(a1, b1) > np.maximum(a0, b0)
+    out = np.where(overlap, tgt_weights[None, :], -np.inf).max(axis=1, initial=-np.inf).astype(np.float32)
+    out[~overlap.any(axis=1)] = np.nan
+    out[0], out[-1] = tgt_weights[0], tgt_weights[-1]
+    return out
+
+
+def echo_targets(bridge_tokenizer, english_tokenizer, texts: Sequence[str], teacher_raw: sp.csr_matrix, *,
+                 max_length: int) -> np.ndarray:
+    """LexEcho's English-only regression target, per bridge token of `texts` (flat [T], aligned with
+    `bridge_states(texts, max_length)`): the teacher's SPLADE weight log1p(raw) of the English WordPiece(s)
+    whose characters the bridge token covers, i.e. how much the English model itself weights this token
+    of this text. `teacher_raw`: `teacher_logits(texts)` (row i = text i)."""
+    kw = dict(truncation=True, max_length=max_length, return_offsets_mapping=True)
+    bridge, english = bridge_tokenizer(list(texts), **kw), english_tokenizer(list(texts), **kw)
+    out = []
+    for i, (b_spans, e_spans, e_ids) in enumerate(zip(bridge["offset_mapping"], english["offset_mapping"],
+                                                      english["input_ids"], strict=True)):
+        weights = np.log1p(np.asarray(teacher_raw[i, e_ids].todense(), np.float32).ravel())
+        out.append(aligned_max(np.asarray(b_spans), np.asarray(e_spans), weights))
+    return np.concatenate(out)
+
+
 class AlignBatches:
     """Alignment stream: states / mask [b, L] of a text (English, or the target side of a parallel pair)
-    and teacher_raw [b, V]: the teacher's logits of the same English text (or of the English parallel)."""
+    and teacher_raw [b, V]: the teacher's logits of the same English text (or of the English parallel);
+    with `echo` (per-token LexEcho targets aligned with `states.flat`, NaN = no aligned WordPiece)
+    also echo_target / echo_mask [b, L]."""
 
     def __init__(self, states: RaggedStates, teacher: sp.csr_matrix, *, batch_size: int, length: int, seed: int,
-                 process: tuple[int, int] | None = None):
+                 echo: np.ndarray | None = None, process: tuple[int, int] | None = None):
         if len(states) != teacher.shape[0]:
             raise ValueError(f"{len(states)} texts with states for {teacher.shape[0]} teacher vectors")
+        if echo is not None and len(echo) != len(states.flat):
+            raise ValueError(f"{len(echo)} echo targets for {len(states.flat)} bridge tokens")
         index, count = process or process_slot()
-        self.states, self.teacher, self.length = states, teacher, length
+        self.states, self.teacher, self.length, self.echo = states, teacher, length, echo
         self.order = ShardedOrder(len(states), batch_size, seed, process_index=index, process_count=count)
 
     def next_batch(self) -> dict[str, np.ndarray]:
         rows = self.order.next_indices()
         x, m = self.states.batch(rows, self.length)
-        return {"states": x, "mask": m, "teacher_raw": self.teacher[rows].toarray().astype(np.float32)}
+        batch = {"states": x, "mask": m, "teacher_raw": self.teacher[rows].toarray().astype(np.float32)}
+        if self.echo is not None:
+            t = self.states.token_values(self.echo, rows, self.length)
+            batch["echo_mask"] = (m > 0) & np.isfinite(t)
+            batch["echo_target"] = np.where(batch["echo_mask"], t, 0.0).astype(np.float32)
+        return batch
 
     def state(self) -> dict[str, Any]:
         return {"align": self.order.state()}
@@ -189,14 +245,18 @@ class AlignBatches:
 
 class RetrievalBatches:
     """Retrieval stream over (query, positive page) pairs: query_states / query_mask [b, Lq], doc_states /
-    doc_mask [b, 1, Ld] (in-batch negatives only) and, when `english_docs` is given, english_doc [b, V]: the
-    untouched English model's vector of the English version of the positive page (cross-lingual term)."""
+    doc_mask [b, 1, Ld] (in-batch negatives only; left out when `docs` is None: a query-only stream) and, when
+    `english_docs` is given, english_doc [b, V]: the untouched English model's vector of the English version
+    of the positive page (cross-lingual term)."""
 
-    def __init__(self, queries: RaggedStates, docs: RaggedStates, pairs: Sequence[tuple[int, int]], *,
+    def __init__(self, queries: RaggedStates, docs: RaggedStates | None, pairs: Sequence[tuple[int, int]], *,
                  batch_size: int, query_length: int, doc_length: int, seed: int,
                  english_docs: sp.csr_matrix | None = None, process: tuple[int, int] | None = None):
-        if english_docs is not None and english_docs.shape[0] != len(docs):
-            raise ValueError(f"{english_docs.shape[0]} English page vectors for {len(docs)} pages")
+        if docs is None and english_docs is None:
+            raise ValueError("a retrieval stream needs the pages' states or their English vectors")
+        pages = english_docs.shape[0] if docs is None else len(docs)
+        if english_docs is not None and english_docs.shape[0] != pages:
+            raise ValueError(f"{english_docs.shape[0]} English page vectors for {pages} pages")
         index, count = process or process_slot()
         self.queries, self.docs, self.pairs = queries, docs, np.asarray(pairs, np.int64)
         self.query_length, self.doc_length, self.english_docs = query_length, doc_length, english_docs
@@ -205,8 +265,12 @@ class RetrievalBatches:
     def next_batch(self) -> dict[str, np.ndarray]:
         q_rows, d_rows = self.pairs[self.order.next_indices()].T
         q, qm = self.queries.batch(q_rows, self.query_length)
-        d, dm = self.docs.batch(d_rows, self.doc_length)
-        batch = {"query_states": q, "query_mask": qm, "doc_states": d[:, None], "doc_mask": dm[:, None]}
+        batch = {"query_states": q, "query_mask": qm,
+                 "query_ids": self.queries.token_values(self.queries.ids, q_rows, self.query_length)}
+        if self.docs is not None:
+            d, dm = self.docs.batch(d_rows, self.doc_length)
+            batch.update(doc_states=d[:, None], doc_mask=dm[:, None],
+                         doc_ids=self.docs.token_values(self.docs.ids, d_rows, self.doc_length)[:, None])
         if self.english_docs is not None:
             batch["english_doc"] = self.english_docs[d_rows].toarray().astype(np.float32)
         return batch
@@ -219,8 +283,8 @@ class RetrievalBatches:
 
 
 @nnx.jit
-def _splade_from_states(model, states, mask):
-    return model.splade_from_states(states, mask)
+def _splade_from_states(model, states, mask, ids):
+    return model.splade_from_states(states, mask, ids)
 
 
 def encode_states(model, states: RaggedStates, *, max_length: int) -> sp.csr_matrix:
@@ -228,8 +292,11 @@ def encode_states(model, states: RaggedStates, *, max_length: int) -> sp.csr_mat
     lengths = np.minimum(np.diff(states.offsets), max_length)
     blocks = [None] * len(states)
     for idx, rows, length in _length_batches(lengths, max_length):
-        x, m = states.batch(np.concatenate([idx, np.repeat(idx[:1], rows - len(idx))]), length)
-        out = sp.csr_matrix(np.asarray(_splade_from_states(model, jnp.asarray(x), jnp.asarray(m)))[:len(idx)])
+        padded = np.concatenate([idx, np.repeat(idx[:1], rows - len(idx))])
+        x, m = states.batch(padded, length)
+        ids = states.token_values(states.ids, padded, length)
+        out = sp.csr_matrix(np.asarray(_splade_from_states(model, jnp.asarray(x), jnp.asarray(m),
+                                                           jnp.asarray(ids)))[:len(idx)])
         for r, i in enumerate(idx):
             blocks[i] = out[r]
     return sp.vstack(blocks, format="csr").astype(np.float32)

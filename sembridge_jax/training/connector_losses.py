@@ -44,3 +44,11 @@ def vector_nce(s_raw: jax.Array, t_raw: jax.Array, scale: float = 1.0) -> jax.Ar
     the per-term values. `losses.info_nce` with the teacher vectors as one-document groups."""
     loss, _ = losses.info_nce(splade_weights(s_raw), jax.lax.stop_gradient(splade_weights(t_raw))[:, None, :], scale)
     return loss
+
+
+def echo_regression(weights: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
+    """LexEcho's English-only loss: mean over masked bridge tokens of (echo weight - target)^2, the target being
+    the teacher's SPLADE weight of the English WordPiece(s) the token covers (`connector_data.echo_targets`)."""
+    m = jnp.asarray(mask, jnp.float32)
+    d = jnp.asarray(weights, jnp.float32) - jax.lax.stop_gradient(jnp.asarray(target, jnp.float32))
+    return jnp.sum(m * d * d) / jnp.maximum(jnp.sum(m), 1.0)

@@ -32,6 +32,8 @@ def _connector_rules(c):
         yield "data.train.path", "must be set (a BEIR folder) when connector.retrieval.steps > 0"
     if (k.retrieval.steps and k.retrieval.xling) and not k.english_index:
         yield "connector.english_index", "must be set when connector.retrieval.xling > 0"
+    if k.xling_queries.steps and not (k.english_index and c.data.train.path):
+        yield "connector.english_index", "connector.xling_queries needs connector.english_index and data.train.path"
     if k.align_en.steps and not (k.english.tsv or k.english.corpus):
         yield "connector.english.tsv", "set connector.english.tsv and/or connector.english.corpus for align_en"
 
@@ -41,6 +43,8 @@ CONNECTOR = Section({
                   choices=CONNECTOR_KINDS),
     "hidden": Field(0, "connector hidden width; 0 = the bridge's hidden size", ge=0),
     "n_added": Field(0, "learnable tokens appended after each text (LUSIFER)", ge=0),
+    "echo": Field(False, "LexEcho (MILCO): a second output block over the bridge vocabulary, the input's own "
+                  "tokens weighted by a head on the bridge states (trained in align_en and retrieval)"),
     "train_english": Field(True, "train the English layers / MLM transform / input LayerNorm too (the "
                                  "vocabulary rows and output bias never train)"),
     "english_lr_scale": Field(0.25, "learning-rate factor of the trained English parts (layers, MLM transform, "
@@ -48,6 +52,10 @@ CONNECTOR = Section({
     "state_cache": Field("", "cache of bridge states / teacher logits; '' = <workdir>/cache", path="output"),
     "english_index": Field("", "BEIR folder of the English versions of the pages (shared ids): the untouched "
                            "English model's index, for the cross-lingual term and evaluation", path="input"),
+    "mixed_pool": Field(True, "after the last stage: target queries against one pool of the target and the "
+                        "English pages (English inclination: Max@R, Complete@K); needs english_index"),
+    "combine_with": Field("", "a train.py export folder (vocabulary transfer): after the last stage, score fusion "
+                          "[connector | its target vocabulary] on the dev set", path="input"),
     "english": Section({
         "tsv": Field("", "TSV whose first column is English text (header line skipped)", path="input"),
         "corpus": Field("", "BEIR folder whose English pages are split into lines / sentences", path="input"),
@@ -55,10 +63,14 @@ CONNECTOR = Section({
         "max_chars": Field(300, "longer lines are cut into sentences, then to this length", ge=20),
         "max_length": Field(64, "bridge / teacher tokens per alignment text", ge=8),
     }),
-    "align_en": _stage(0, 64, 2e-3, **_align_fields(1.0, 0.0)),
+    "align_en": _stage(0, 64, 2e-3, **_align_fields(1.0, 0.0), **{
+        "echo": Field(1.0, "weight of the LexEcho regression onto the teacher's weight of the aligned English "
+                           "WordPiece (with connector.echo)", ge=0.0),
+    }),
     "align_parallel": _stage(0, 64, 1e-3, **_align_fields(1.0, 0.2), **{
         "max_pairs": Field(4000, "parallel pairs (first N of data.parallel.path)", ge=1),
-        "english_mix": Field(1000, "English-only alignment texts mixed into this stage", ge=0),
+        "english_mix": Field(1000, "English-only alignment texts mixed into this stage (the first N of "
+                             "align_en's)", ge=0),
     }),
     "retrieval": _stage(0, 32, 3e-4, **{
         "lambda_q": Field(1e-2, "FLOPS weight on queries", ge=0.0),
@@ -67,5 +79,11 @@ CONNECTOR = Section({
         "xling": Field(1.0, "InfoNCE weight of the queries against the English index's pages", ge=0.0),
         "query_length": Field(32, "bridge tokens per query", ge=4),
         "doc_length": Field(64, "bridge tokens per page in training (states cached at model.max_doc_length)", ge=8),
+    }),
+    "xling_queries": _stage(0, 32, 3e-4, **{
+        "lambda_q": Field(1e-2, "FLOPS weight on queries", ge=0.0),
+        "flops_warmup_steps": Field(15, "quadratic FLOPS warmup", ge=0),
+        "xling": Field(1.0, "InfoNCE weight of the queries against the English index's pages", gt=0.0),
+        "query_length": Field(32, "bridge tokens per query", ge=4),
     }),
 }, rules=(_connector_rules,))
