@@ -48,26 +48,28 @@ def get_config():
     c.init.alpha = 4.0
 
     c.model.max_query_length = 16  # 99% of the queries fit in 11 tokens
-    c.model.max_doc_length = 256  # titles + body: 128 truncates most pages (+0.03 nDCG@10 measured, BENCHMARKS.md)
+    c.model.max_doc_length = 512  # the whole page up to the model's 512 positions (91% of the pages fit; 31% are
+    # longer than 256 tokens): a truncated page loses terms that BM25 sees (BENCHMARKS.md, "Recipes")
     c.model.splade_chunk_size = 32
 
     c.data.train.type = "beir"  # one example per train qrel (1312)
     c.data.train.path = DATA
     c.data.train.split = "train"
     c.data.train.title_in_doc = True
+    c.data.train.corpus_pairs = True  # + label-free title/span pairs of every page: 1,312 labels cover 291 of 937
     c.data.dev.beir = DATA
     c.data.dev.split = "dev"  # 413 held-out queries (split by query component, see the data README)
     c.data.dev.max_queries = 0  # all
 
     c.loss.preset = "sentence_transformers"  # FLOPS q 5e-5 / d 3e-5, warmup over the first third
 
-    c.train.num_steps = 100  # ~1.2 epochs; ~1.2 CPU-s per step measured (12k vocab, batch 16)
+    c.train.num_steps = 300  # ~1.5 epochs of labels + pairs (3,185 examples)
     c.train.batch_size = 16
-    c.train.learning_rate = 2e-4  # 100 steps at 2e-4 ~ 200 steps at 1e-4 (measured), at half the time
-    c.train.warmup_steps = 10
+    c.train.learning_rate = 2e-4
+    c.train.warmup_steps = 30
     c.train.log_every = 10
     c.train.eval_every = 0
-    c.checkpoint.every_steps = 50
+    c.checkpoint.every_steps = 100
     c.checkpoint.keep = 1
 
     c.eval.beir = DATA
