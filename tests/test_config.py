@@ -68,7 +68,7 @@ def test_unknown_override_names_key_and_closest():
     ("--config.model.remat=true", ["model.remat", "model.remat_policy"]),
     ("--config.model.remat_policy=layers", ["model.remat_policy", "dots_with_no_batch_dims_saveable"]),
     ("--config.train.profile_steps=(5,)", ["train.profile_steps", "(start, stop)"]),
-    ("--config.train.profile_steps=(5, 200)", ["train.profile_steps", "num_steps=100"]),
+    ("--config.train.profile_steps=(5, 400)", ["train.profile_steps", "num_steps=300"]),
     ("--config.loss.preset=splade", ["loss.preset", "splade_pp"]),
     ("--config.init.method=sembrige", ["init.method", "sembridge"]),
     ("--config.init.alpha=0.5", ["init.alpha", "> 1"]),
