@@ -37,10 +37,10 @@ from sembridge_jax.config import default_config, parse_config_args
 from sembridge_jax.data.examples import read_parallel_tsv
 from sembridge_jax.data.pairs import read_corpus
 from sembridge_jax.data.retrieval import RetrievalDataset, build_mixed_pool, load_beir
-from sembridge_jax.evaluation.encode import CorpusEncoder, SparseCollection, vocab_tokens
+from sembridge_jax.evaluation.encode import CorpusEncoder, SparseCollection
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25, evaluate_sparse
 from sembridge_jax.evaluation.report import write_report
-from sembridge_jax.export.connector import save_connector
+from sembridge_jax.export.connector import output_names, save_connector
 from sembridge_jax.export.connector_st import export_connector_st
 from sembridge_jax.hf.load import load_pretrained
 from sembridge_jax.models.connector import ENGLISH_PARTS, ConnectorConfig, ConnectorSparseEncoder
@@ -232,9 +232,7 @@ class Job:
         s = self.eval_settings
         t0 = time.perf_counter()
         n_en = model.config.english_size
-        vocab = vocab_tokens(self.english_tokenizer, n_en)
-        if model.config.echo:
-            vocab += ["echo:" + t for t in vocab_tokens(self.bridge_tokenizer, model.config.bridge_vocab)]
+        vocab = output_names(model.config, self.english_tokenizer, self.bridge_tokenizer)
         queries = SparseCollection(list(self.dev.queries), self.encode(
             model, list(self.dev.queries.values()), s.query_max_length, "bridge: dev queries"), vocab)
         docs = SparseCollection(self.dev.doc_ids(), self.encode(model, self.dev.doc_texts(), s.doc_max_length,
@@ -249,14 +247,16 @@ class Job:
             rows.append(evaluate_sparse(english_q, self.english_index, self.xling_dataset(), s, f"{name} (xling)"))
         return rows, queries, docs
 
-    def mixed_pool_row(self, model, name: str, docs: SparseCollection) -> dict:
+    def mixed_pool_row(self, model, name: str, queries: SparseCollection, docs: SparseCollection) -> dict:
         """Target queries against ONE pool of the target and the English pages, both through the connector
         model (`data.retrieval.build_mixed_pool`): nDCG@10 with both copies relevant, and the English
-        inclination (Max@R, Complete@K)."""
+        inclination (Max@R, Complete@K). `queries` / `docs`: the dev set as `evaluate` encoded it (the pool's
+        queries are a subset of its queries)."""
         s = dataclasses.replace(self.eval_settings, inclination=True)
         pool = build_mixed_pool(self.dev, self.english_pages)
         english = self.encode(model, self.english_pages.doc_texts(), s.doc_max_length, "bridge: English pages")
-        q = self.encode(model, list(pool.queries.values()), s.query_max_length, "bridge: dev queries")
+        row = {q: i for i, q in enumerate(queries.ids)}
+        q = queries.matrix[[row[q] for q in pool.queries]]
         return evaluate_sparse(SparseCollection(list(pool.queries), q, docs.vocab),
                                SparseCollection(pool.doc_ids(), sp.vstack([docs.matrix, english], format="csr"),
                                                 docs.vocab), pool, s, f"{name} (mixed pool)")
@@ -320,7 +320,7 @@ class Job:
         if timings:
             t0 = time.perf_counter()
             if k.mixed_pool and self.english_index is not None:
-                rows.append({**self.mixed_pool_row(model, f"connector/{last}", docs), "stage": last})
+                rows.append({**self.mixed_pool_row(model, f"connector/{last}", queries, docs), "stage": last})
             if k.combine_with:
                 rows += [{**r, "stage": last} for r in self.fusion_row(f"connector/{last}", queries, docs)]
             timings["final_eval"] = round(time.perf_counter() - t0, 1)

@@ -27,38 +27,35 @@ from sembridge_jax.lines import DataError
 from sembridge_jax.storage import as_path
 
 
-def read_corpus_pairs(spec) -> LoadedExamples:
-    """The label-free pairs of spec.corpus, seeded by spec.seed (the first max_examples of them).
+def pair_examples(corpus: Mapping[str, Mapping[str, str]], spec, max_examples: int = 0) -> list:
+    """The label-free pairs of `corpus` (spec's pair_kinds, spans, seed), the first `max_examples` of them.
 
     Pair n of kind k of document d has the query id 'd#kn' and d as its positive id: the pairs of one
-    document share their positive, which the grouped sampler keeps out of each other's batches.
+    document share their positive, which the grouped sampler keeps out of each other's batches; a
+    labelled query's id cannot look like that.
     """
-    corpus = read_corpus(spec.corpus, skip_bad_lines=spec.skip_bad_lines)
     pairs = corpus_pairs(corpus, kinds=tuple(spec.pair_kinds), spans_per_doc=spec.spans_per_doc,
                          span_words=tuple(spec.span_words), remove_span=spec.remove_span, seed=spec.seed)
-    if spec.max_examples:
-        pairs = pairs[:spec.max_examples]
+    if max_examples:
+        pairs = pairs[:max_examples]
     seen, examples = defaultdict(int), []
     for pair in pairs:
         n = seen[pair.doc_id, pair.kind]
         seen[pair.doc_id, pair.kind] += 1
         examples.append(dataclasses.replace(pair.example, query_id=f"{pair.doc_id}#{pair.kind}{n}",
                                             positive_id=pair.doc_id))
-    return LoadedExamples(examples, 0, f"{spec.corpus} [label-free pairs]", corpus)
+    return examples
+
+
+def read_corpus_pairs(spec) -> LoadedExamples:
+    """The label-free pairs of spec.corpus, seeded by spec.seed (the first max_examples of them)."""
+    corpus = read_corpus(spec.corpus, skip_bad_lines=spec.skip_bad_lines)
+    return LoadedExamples(pair_examples(corpus, spec, spec.max_examples), 0, f"{spec.corpus} [label-free pairs]",
+                          corpus)
 
 
 READERS = {"jsonl": read_jsonl, "tsv": read_tsv, "beir": read_beir, "hf": read_hf, "tfds": read_tfds,
            "corpus": read_corpus_pairs}
-
-def with_corpus_pairs(loaded: LoadedExamples, spec) -> LoadedExamples:
-    """The labelled examples followed by the label-free pairs of spec.corpus (a beir source's own folder
-    when unset); the pairs' query ids ('doc#title0') cannot collide with a labelled query's."""
-    corpus_spec = copy.deepcopy(spec)
-    corpus_spec.corpus, corpus_spec.max_examples = spec.corpus or spec.path, 0
-    pairs = read_corpus_pairs(corpus_spec)
-    return dataclasses.replace(loaded, examples=loaded.examples + pairs.examples,
-                               source=f"{loaded.source} + {pairs.source}", corpus=loaded.corpus or pairs.corpus)
-
 
 def first_records_problem(spec, n: int = 20) -> str | None:
     """What stops the first `n` usable records of a jsonl / tsv `data.train` source from being read (the
@@ -134,14 +131,18 @@ def load_examples(spec, *, miner: Miner | None = None, workdir: str = "") -> Loa
     if spec.mine_negatives and miner is None:
         raise DataError("data.train.mine_negatives: no miner given (the pipeline passes "
                         "evaluation.mining.mine_negatives)")
-    corpus = read_corpus(spec.corpus, skip_bad_lines=spec.skip_bad_lines) if (
-        spec.mine_negatives and spec.corpus and spec.type != "corpus") else None
     loaded = READERS[spec.type](spec)
+    if not (spec.corpus_pairs or spec.mine_negatives):
+        return loaded
+    # The documents of the corpus pairs and of mining: data.train.corpus, else the source's own.
+    corpus = loaded.corpus if spec.type == "corpus" or not spec.corpus else read_corpus(
+        spec.corpus, skip_bad_lines=spec.skip_bad_lines)
     if spec.corpus_pairs:
-        loaded = with_corpus_pairs(loaded, spec)
+        pairs = pair_examples(corpus, spec)
+        loaded = dataclasses.replace(loaded, examples=loaded.examples + pairs, corpus=loaded.corpus or corpus,
+                                     source=f"{loaded.source} + label-free pairs of its corpus")
     if not spec.mine_negatives:
         return loaded
-    corpus = corpus or loaded.corpus
     if not corpus:
         raise DataError(f"data.train.mine_negatives: {loaded.source} has no documents to mine; "
                         "set data.train.corpus to a BEIR corpus.jsonl")
