@@ -29,13 +29,13 @@ multivariate Gaussian:
 
 These are seed 0, the seed the recipe was chosen on. Over seeds 0, 1, 2 (`--config.seed=S
 --config.data.train.seed=S`) identity_semantic fine-tunes to 0.578 / 0.547 / 0.545 = 0.557 ± 0.019 (86% of
-BM25's 0.650; zero-shot 0.463 ± 0.017) and mvgauss to 0.528 / 0.508 / 0.527 = 0.521 ± 0.011: the issue's goal, 0.60, is
-missed by the vocabulary transfer alone (fused with the connector route: 0.627, configs/connector_ko.py).
-With more time, train longer: 900 steps (`--config.train.num_steps=900 --config.train.warmup_steps=90`,
-~10 min per init) give 0.574 ± 0.013 over the same seeds, better on each (BENCHMARKS.md, "Recipes"). The untouched
-English model scores 0.045. identity_semantic keeps each new token's lexical identity (a distinct,
-norm-matched row) and adds the bridge's meaning (docs/methods.md); the paper's averaged rows lose the
-identity, which is why SemBridge trails here (BENCHMARKS.md, transfer suite).
+BM25's 0.650; zero-shot 0.463 ± 0.017) and mvgauss to 0.528 / 0.508 / 0.527 = 0.521 ± 0.011: the issue's
+goal, 0.60, is missed by the vocabulary transfer alone (fused with the connector route: 0.627,
+configs/connector_ko.py). With more time, train longer: 900 steps (`--config.train.num_steps=900
+--config.train.warmup_steps=90`, ~10 min per init) give 0.574 ± 0.013 over the same seeds, better on each
+(BENCHMARKS.md, "Recipes"). The untouched English model scores 0.045. identity_semantic keeps each new
+token's lexical identity (a distinct, norm-matched row) and adds the bridge's meaning (docs/methods.md); the
+paper's averaged rows lose the identity, which is why SemBridge trails here (BENCHMARKS.md, transfer suite).
 Trying another setting (e.g. --config.init.alpha=20) in the same workdir: the run refuses, naming
 init.alpha, until --config.resume_policy=new_run (rebuilds the alignment, retrains; the old steps are kept
 aside) or another --workdir.

@@ -34,10 +34,10 @@ load, the mlm stage ~1 min of it):
 | identity_semantic, mlm off |      0.449 |         - |              0.496 |           0.841 |            0.878 |
 
 Over three seeds (`--config.seed=S --config.data.train.seed=S`, S = 0, 1, 2): identity_semantic 0.505 /
-0.514 / 0.489 = 0.503 ± 0.013, mvgauss 0.473 / 0.479 / 0.465 = 0.472 ± 0.007: the issue's goal (>= 0.50) is met on the
-mean, not on every seed. Tried on whole pages, none better (BENCHMARKS.md, "Recipes"): 300 steps 0.492, pages
-at 384 / 512 tokens 0.493 / 0.479, title pairs only 0.487, two spans per page 0.483 (all without the mlm
-stage, seed 0).
+0.514 / 0.489 = 0.503 ± 0.013, mvgauss 0.473 / 0.479 / 0.465 = 0.472 ± 0.007: the issue's goal (>= 0.50)
+is met on the mean, not on every seed. Tried on whole pages, none better (BENCHMARKS.md, "Recipes"): 300
+steps 0.492, pages at 384 / 512 tokens 0.493 / 0.479, title pairs only 0.487, two spans per page 0.483 (all
+without the mlm stage, seed 0).
 (BM25 0.650; the supervised demo reaches 0.557 ± 0.019 over the same seeds.)
 """
 

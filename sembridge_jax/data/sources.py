@@ -57,6 +57,7 @@ def read_corpus_pairs(spec) -> LoadedExamples:
 READERS = {"jsonl": read_jsonl, "tsv": read_tsv, "beir": read_beir, "hf": read_hf, "tfds": read_tfds,
            "corpus": read_corpus_pairs}
 
+
 def first_records_problem(spec, n: int = 20) -> str | None:
     """What stops the first `n` usable records of a jsonl / tsv `data.train` source from being read (the
     reader's own checks: encoding, JSON, fields, negatives), or None: a config-time check, before any work."""
