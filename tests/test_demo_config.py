@@ -24,6 +24,7 @@ def demo_run(tmp_path_factory):
         "--config.bridge.model=assets/splade-tiny-en", "--config.bridge.backend=jax", "--config.bridge.prompt=",
         "--config.train.num_steps=6", "--config.train.warmup_steps=1", "--config.train.batch_size=8",
         "--config.checkpoint.every_steps=3", "--config.eval.max_queries=24", "--config.model.max_doc_length=64",
+        "--config.compare.methods=('sembridge', 'mvgauss')",  # the machinery of the comparison table
     ]
     env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
     proc = subprocess.run([sys.executable, "train.py", "--config", "configs/demo_ko.py", "--workdir", str(workdir),

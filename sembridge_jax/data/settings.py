@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sembridge_jax.data.pairs import PAIR_KINDS
 from sembridge_jax.data.retrieval import beir_split_problem
-from sembridge_jax.data.sources import READERS, first_records_problem
+from sembridge_jax.data.sources import MINE_WITH, READERS, first_records_problem
 from sembridge_jax.data.text import TEXT_KINDS
 from sembridge_jax.schema import Field, Section
 
@@ -86,10 +86,15 @@ TRAIN = Section({
     "corpus_pairs": Field(False, "labelled sources: also train on the label-free pairs (pair_kinds ...) of "
                                  "data.train.corpus, a beir source's own corpus when unset: every document "
                                  "then takes part in training, not only the labelled ones"),
-    "mine_negatives": Field(False, "replace the hard negatives by num_hard_negatives BM25 negatives mined from "
-                                   "the corpus, never a known positive of the query; cached beside the corpus"),
-    "mine_depth": Field(100, "mining: negatives are drawn from the BM25 top mine_depth non-positives", ge=1),
-    "mine_skip_top": Field(0, "mining: drop the first N non-positives of the BM25 ranking (likely unlabelled "
+    "mine_negatives": Field(False, "replace the hard negatives by num_hard_negatives negatives mined from the "
+                                   "corpus (ranked by mine_with), never a known positive of the query; cached "
+                                   "beside the corpus"),
+    "mine_with": Field("bm25", "mining: what ranks the corpus: 'bm25' (shared terms) or 'bridge' (cosine of the "
+                               "dense bridge model bridge.model, prompts bridge.query_prompt / doc_prompt)",
+                       choices=MINE_WITH),
+    "mine_depth": Field(100, "mining: negatives are drawn from the top mine_depth non-positives of the ranking",
+                        ge=1),
+    "mine_skip_top": Field(0, "mining: drop the first N non-positives of the ranking (likely unlabelled "
                               "positives)", ge=0),
     "group_by_query": Field(True, "batches never show a query one of its known positives as a negative (an "
                                   "example that would waits for a later batch); data whose queries have one "

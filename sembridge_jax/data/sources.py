@@ -1,12 +1,12 @@
 """The training examples of a `data.train` spec: the reader of its type, then, with `mine_negatives`,
-BM25 hard negatives from a document collection.
+hard negatives mined from a document collection.
 
 READERS maps `data.train.type` to its reader: data/examples.py for labelled sources, and the label-free
 `corpus` type, pairs made from the documents of `data.train.corpus` alone (data/pairs.py: title -> body,
 span -> document). Mining needs the documents: BEIR and corpus sources bring theirs, other sources name
-one with `data.train.corpus`. The miner itself is BM25
-(evaluation/mining.py, a layer above this one), so the caller passes it in: `load_examples(spec,
-miner=mining.mine_negatives)`. A query's known positives are the documents of every example with that
+one with `data.train.corpus`. The miner ranks with BM25 or the dense bridge model (`mine_with`,
+evaluation/mining.py, a layer above this one), so the caller passes it in: `load_examples(spec,
+miner=mining.miner_from_config(config))`. A query's known positives are the documents of every example with that
 query (its id, or its text), and every corpus document whose text equals one of them: the miner never
 returns those. The mined ids replace the source's own negatives; the result is cached beside the corpus,
 or under `<workdir>/mining/` when that folder is not writable.
@@ -74,6 +74,7 @@ def first_records_problem(spec, n: int = 20) -> str | None:
 
 # mine_negatives(queries, qrels, corpus, *, depth, count, seed, skip_top, cache_dir) -> {qid: [doc id]}
 Miner = Callable[..., Mapping[str, list[str]]]
+MINE_WITH = ("bm25", "bridge")  # what ranks the corpus for the miner (evaluation/mining.py ranking_from_config)
 
 
 def doc_texts(corpus: Mapping[str, Mapping[str, str]], title_in_doc: bool) -> dict[str, str]:
@@ -131,7 +132,7 @@ def load_examples(spec, *, miner: Miner | None = None, workdir: str = "") -> Loa
     with `miner` when spec.mine_negatives (`workdir`: the cache's fallback when the corpus folder is read-only)."""
     if spec.mine_negatives and miner is None:
         raise DataError("data.train.mine_negatives: no miner given (the pipeline passes "
-                        "evaluation.mining.mine_negatives)")
+                        "evaluation.mining.miner_from_config(config))")
     loaded = READERS[spec.type](spec)
     if not (spec.corpus_pairs or spec.mine_negatives):
         return loaded

@@ -207,7 +207,7 @@ class TrainData:
 
     `next_batch()` returns this process's numpy batch of the next global step; `state()` /
     `restore()` cover the training examples and the parallel pairs together. `miner` mines the hard
-    negatives with `data.train.mine_negatives` (the pipeline passes `evaluation.mining.mine_negatives`).
+    negatives with `data.train.mine_negatives` (the pipeline passes `evaluation.mining.miner_from_config`).
     """
 
     def __init__(self, config, tokenizer, *, process_index: int | None = None,
