@@ -31,8 +31,8 @@ queries, nDCG@10 fine-tuned (zero-shot in parentheses):
 | mvgauss           | 0.541 (0.351) | 0.508 (0.330) | 0.520 (0.358) | 0.523 ± 0.017 |
 
 The default beats mvgauss on every seed (+0.045 / +0.072 / +0.031). 0.572 is 88% of BM25's 0.650 on the
-mean: the issue's goal, 0.60, is missed by the vocabulary transfer alone
-(fused with the connector route: 0.627, configs/connector_ko.py). The same recipe without the mined negative
+mean: the issue's goal, 0.60, is missed by the vocabulary transfer alone (fused with the connector route:
+0.627, with this recipe's model before the mined negative; configs/connector_ko.py). The same recipe without the mined negative
 (this demo until 2026-12-01): 0.578 / 0.547 / 0.545 = 0.557 ± 0.019; with 900 steps instead of 300 (no
 negative; `--config.train.num_steps=900 --config.train.warmup_steps=90`): 0.574 ± 0.013. The paper's SemBridge
 (alpha 4) under the recipe before: 0.129 zero-shot -> 0.436 fine-tuned; the untouched English model 0.045.

@@ -34,8 +34,7 @@ whole pages; no qrels read in training; deterministic), nDCG@10 after training:
 | mvgauss           |  0.473 |  0.490 |  0.482 | 0.482 ± 0.009 |
 
 The default beats mvgauss on every seed (+0.049 / +0.026 / +0.008). The issue's goal (>= 0.50) is met on the
-mean, not on seed 2. With the BM25-mined negative instead (this
-recipe until 2026-12-01): identity_semantic 0.505 / 0.514 / 0.489 = 0.503 ± 0.013, mvgauss 0.473 / 0.479 /
+mean, not on seed 2. With the BM25-mined negative instead (this recipe until 2026-12-01): identity_semantic 0.505 / 0.514 / 0.489 = 0.503 ± 0.013, mvgauss 0.473 / 0.479 /
 0.465 = 0.472 ± 0.007; the bridge's negative gains +0.006 on the mean, within the noise, and is kept because
 it is the better miner of the supervised recipe (+0.015, BENCHMARKS.md "Recipes") and costs no labels.
 Zero-shot (seed 0): identity_semantic 0.449, mvgauss 0.380; after the mlm stage 0.420 / 0.318 (masked-LM
