@@ -34,7 +34,8 @@ The default beats mvgauss on every seed (+0.045 / +0.072 / +0.031). 0.572 is 88%
 mean: the issue's goal, 0.60, is missed by the vocabulary transfer alone (fused with the connector route:
 0.627, with this recipe's model before the mined negative; configs/connector_ko.py). The same recipe without the mined negative
 (this demo until 2026-12-01): 0.578 / 0.547 / 0.545 = 0.557 ± 0.019; with 900 steps instead of 300 (no
-negative; `--config.train.num_steps=900 --config.train.warmup_steps=90`): 0.574 ± 0.013. The paper's SemBridge
+negative; `--config.train.num_steps=900 --config.train.warmup_steps=90`): 0.574 ± 0.013, but 900 steps WITH
+the negative overfit (0.559 on seed 0): do not train this recipe longer. The paper's SemBridge
 (alpha 4) under the recipe before: 0.129 zero-shot -> 0.436 fine-tuned; the untouched English model 0.045.
 identity_semantic keeps each new token's lexical identity (a distinct, norm-matched row) and adds the
 bridge's meaning (docs/methods.md); the paper's averaged rows lose the identity, which is why SemBridge trails
