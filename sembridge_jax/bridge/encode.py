@@ -58,9 +58,11 @@ def bridge_identity(path_or_id: str) -> str:
 
 
 def cache_key(identity: str, backend: str, prompt: str, texts: list[str], max_length: int = 0) -> str:
+    parts = [identity, backend, prompt, str(len(texts))]
+    if max_length:  # only when set, so that the caches written before it existed stay valid
+        parts.append(f"max_length={max_length}")
     h = hashlib.sha256()
-    # max_length joins the key only when set, so that the caches written before it existed stay valid
-    for part in (identity, backend, prompt, str(len(texts)), *([f"max_length={max_length}"] if max_length else [])):
+    for part in parts:
         h.update(part.encode("utf-8") + b"\x00")
     for t in texts:
         h.update(t.encode("utf-8", "surrogatepass") + b"\x00")
@@ -170,7 +172,6 @@ def encode_texts(texts: list[str], bridge: str, *, prompt: str = "", batch_size:
         np.save(tmp, vecs)
         os.replace(tmp, cache_file)
         cache_file.with_suffix(".json").write_text(json.dumps(
-            {"bridge": bridge, "backend": backend, "prompt": prompt, "max_length": max_length, "count": len(texts),
-             "dim": int(vecs.shape[1]),
-             "first": texts[:5]}, ensure_ascii=False, indent=1))
+            {"bridge": bridge, "backend": backend, "prompt": prompt, "max_length": max_length,
+             "count": len(texts), "dim": int(vecs.shape[1]), "first": texts[:5]}, ensure_ascii=False, indent=1))
     return vecs

@@ -6,8 +6,8 @@ READERS maps `data.train.type` to its reader: data/examples.py for labelled sour
 span -> document). Mining needs the documents: BEIR and corpus sources bring theirs, other sources name
 one with `data.train.corpus`. The miner ranks with BM25 or the dense bridge model (`mine_with`,
 evaluation/mining.py, a layer above this one), so the caller passes it in: `load_examples(spec,
-miner=mining.miner_from_config(config))`. A query's known positives are the documents of every example with that
-query (its id, or its text), and every corpus document whose text equals one of them: the miner never
+miner=mining.miner_from_config(config))`. A query's known positives are the documents of every example
+with that query (its id, or its text), and every corpus document whose text equals one of them: the miner never
 returns those. The mined ids replace the source's own negatives; the result is cached beside the corpus,
 or under `<workdir>/mining/` when that folder is not writable.
 """

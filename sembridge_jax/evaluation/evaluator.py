@@ -124,6 +124,16 @@ def evaluate_encoder(encoder: CorpusEncoder, ds: RetrievalDataset, settings: Eva
     return {**evaluate_sparse(q, d, ds, settings, name), "encode_s": encode_s}
 
 
+def evaluate_ranking(ds: RetrievalDataset, settings: EvalSettings, name: str, rank) -> dict:
+    """Any retriever given as `rank(queries, documents, depth) -> [M, depth] document indices (-1 = none)`,
+    e.g. evaluation.mining.BridgeRanking(...).rank (the bridge as a dense retriever), scored like BM25."""
+    check_dataset(ds)
+    t0 = time.perf_counter()
+    top_idx = rank(list(ds.queries.values()), ds.doc_texts(), settings.depth)
+    row = {"model": name, "retrieve_s": time.perf_counter() - t0}
+    return _finish(row, ds, run_from_indices(ds, top_idx), settings)
+
+
 def evaluate_bm25(ds: RetrievalDataset, settings: EvalSettings, name: str = "BM25", analyser=bm25_tokens) -> dict:
     """The BM25 reference run (see evaluation/bm25.py for the default tokenisation; `analyser`: text -> terms)."""
     check_dataset(ds)

