@@ -33,7 +33,8 @@ vocabulary-transfer recipe: NOT met since that recipe gained its bridge-mined ne
 0.586 / 0.580 / 0.551 = 0.572 ± 0.019 over seeds 0-2; before it 0.557 ± 0.019, which this route passed):
 this route gives 0.570 on seed 0 and, on seed 1 (zero-shot 0.497, xling 0.199), 0.557, 0.564 on the mean
 of two; cross-lingual >= 0.40 NOT met (0.197). Pages at 128 tokens in the retrieval stage
-did not pay: 0.562, and 0.557 with 240 steps.)
+did not pay: 0.562, and 0.557 with 240 steps; nor did the demo's bridge-mined negative (one page per query
+from e5's top 10, `data.train.mine_negatives` as configs/demo_ko.py sets it): 0.554, xling 0.186, seed 0.)
 """
 
 from sembridge_jax.config import default_config

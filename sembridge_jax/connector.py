@@ -37,8 +37,10 @@ from sembridge_jax.config import default_config, parse_config_args
 from sembridge_jax.data.examples import read_parallel_tsv
 from sembridge_jax.data.pairs import read_corpus
 from sembridge_jax.data.retrieval import RetrievalDataset, build_mixed_pool, load_beir
+from sembridge_jax.data.sources import mining_cache_dir
 from sembridge_jax.evaluation.encode import CorpusEncoder, SparseCollection
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25, evaluate_sparse
+from sembridge_jax.evaluation.mining import miner_from_config
 from sembridge_jax.evaluation.report import write_report
 from sembridge_jax.export.connector import output_names, save_connector
 from sembridge_jax.export.connector_st import export_connector_st
@@ -107,14 +109,17 @@ def fusion_weight(q_a, d_a, q_b, d_b) -> float:
 def stage_config(config, name: str) -> ml_collections.ConfigDict:
     """The run config with `train` set from stage `name`'s section (5 % warmup, cosine decay; the English parts
     at `connector.english_lr_scale` x the connector's learning rate: at the same rate they collapsed to one
-    input-independent vector within 20 steps of align_en). The later stages' sections and the
-    evaluation-only keys are reset to their defaults: they have no part in what this stage trains, so
-    changing them (e.g. turning a later stage off) reuses the finished stages."""
+    input-independent vector within 20 steps of align_en). The later stages' sections, the evaluation-only
+    keys and, before retrieval, `data.train` and the bridge's mining prompts are reset to their defaults:
+    they have no part in what this stage trains, so changing them (e.g. turning a later stage off, mining
+    negatives) reuses the finished stages."""
     c = ml_collections.ConfigDict(config.to_dict())
-    stage = config.connector[name]
-    defaults = default_config().connector
+    stage, defaults = config.connector[name], default_config()
     for key in EVAL_ONLY + STAGES[STAGES.index(name) + 1:]:
-        c.connector[key] = defaults[key]
+        c.connector[key] = defaults.connector[key]
+    if STAGES.index(name) < STAGES.index("retrieval"):  # the retrieval pairs and their mining
+        c.data.train = defaults.data.train
+        c.bridge.query_prompt, c.bridge.doc_prompt = defaults.bridge.query_prompt, defaults.bridge.doc_prompt
     c.train.num_steps = stage.steps
     c.train.batch_size = stage.batch_size
     c.train.learning_rate = stage.learning_rate
@@ -197,7 +202,8 @@ class Job:
                             batch_size=stage.batch_size, length=k.english.max_length, seed=c.seed)
 
     def retrieval_data(self, stage, *, pages: bool = True) -> RetrievalBatches:
-        """(query, positive page) pairs of `data.train`; `pages=False`: queries + English page vectors only."""
+        """(query, positive page) pairs of `data.train` (+ `data.train.num_hard_negatives` mined pages per query
+        with `data.train.mine_negatives`); `pages=False`: queries + English page vectors only."""
         c = self.config
         train = load_beir(c.data.train.path, c.data.train.split)
         qids, dids = list(train.queries), train.doc_ids()
@@ -206,10 +212,17 @@ class Job:
                  if g > 0 and d in d_row]
         english_docs = self.english_rows(dids) if stage.xling else None
         docs = self.states(train.doc_texts(), c.model.max_doc_length, "bridge: pages") if pages else None
+        negatives = None
+        if pages and c.data.train.mine_negatives:  # as train.py mines them (data.train.mine_*)
+            t = c.data.train
+            mined = miner_from_config(c)(train.queries, train.qrels, train.corpus, depth=t.mine_depth,
+                                         count=t.num_hard_negatives, seed=t.seed, skip_top=t.mine_skip_top,
+                                         cache_dir=mining_cache_dir(t, str(self.workdir)))
+            negatives = [[d_row[d] for d in mined[q]] for q in qids]
         return RetrievalBatches(
             self.states(list(train.queries.values()), stage.query_length, "bridge: queries"), docs, pairs,
             batch_size=stage.batch_size, query_length=stage.query_length,
-            doc_length=stage.doc_length if pages else 0, seed=c.seed, english_docs=english_docs)
+            doc_length=stage.doc_length if pages else 0, seed=c.seed, english_docs=english_docs, negatives=negatives)
 
     def english_rows(self, doc_ids) -> sp.csr_matrix:
         """The English index's vectors of `doc_ids` (an all-zero row where the English side lacks the page)."""

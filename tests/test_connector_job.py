@@ -1,5 +1,5 @@
 """The connector route end to end on tiny random models (`python -m sembridge_jax.connector`): the four
-stages through `trainer.fit`, evaluation rows, frozen weights untouched, export loaded by
+stages through `trainer.fit` (retrieval with a mined negative), evaluation rows, frozen weights untouched, export loaded by
 `SparseEncoder.from_pretrained` with the job's vectors; config errors name the key or file."""
 import json
 import shutil
@@ -12,6 +12,7 @@ import pytest
 from sembridge_jax.api import SparseEncoder
 from sembridge_jax.config import load_config
 from sembridge_jax.connector import Job, stage_config
+from sembridge_jax.data.retrieval import load_beir
 from sembridge_jax.export.connector import connector_weights
 from sembridge_jax.schema import ConfigError
 from tests.train_tiny import NUM_WORDS, SPECIALS, tiny_beir
@@ -35,6 +36,8 @@ def get_config():
     c.data.parallel.path = str(SETUP / "parallel.tsv")
     c.data.train.type = "beir"
     c.data.train.path = str(SETUP / "beir")
+    c.data.train.mine_negatives = True  # one BM25-mined page per query in the retrieval stage
+    c.data.train.num_hard_negatives = 1
     c.eval.beir = str(SETUP / "beir")
     c.eval.k = 10
     c.eval.metrics = ("nDCG@10", "R@10")
@@ -121,6 +124,17 @@ def test_job_end_to_end(setup, finished):
     assert (work / "export_st" / "modules.json").is_file()  # its parity: tests/test_connector_export_st.py
 
 
+def test_retrieval_groups_carry_a_mined_negative_that_is_never_a_positive(setup, finished):
+    job, _ = finished
+    stream = job.retrieval_data(job.config.connector.retrieval)
+    assert stream.negatives.shape == (len(stream.queries), 1)
+    train = load_beir(job.config.data.train.path, job.config.data.train.split)
+    qids, dids = list(train.queries), train.doc_ids()
+    for q, (neg,) in zip(qids, stream.negatives, strict=True):
+        assert train.qrels[q].get(dids[neg], 0) <= 0
+    assert stream.next_batch()["doc_states"].shape[1] == 2
+
+
 def test_killed_stage_resumes_bit_identical(setup, finished):
     """A run killed after the last stage's step-2 checkpoint (step 3 never saved) resumes there and ends
     with exactly the weights of the uninterrupted run."""
@@ -156,3 +170,9 @@ def test_eval_only_keys_and_later_stages_reuse_the_finished_stages(setup, finish
     for stage in ("align_en", "retrieval"):
         assert stage_config(config, stage).to_dict() == stage_config(job.config, stage).to_dict()
     assert stage_config(config, "xling_queries").to_dict() != stage_config(job.config, "xling_queries").to_dict()
+    # the retrieval pairs' mining is the retrieval stage's setting, not the alignment stages'
+    unmined = load_config(setup / "cfg.py", ["--config.data.train.mine_negatives=False", "--config.data.train.num_hard_negatives=0",
+                                         "--config.bridge.query_prompt=q: "])
+    for stage in ("align_en", "align_parallel"):
+        assert stage_config(unmined, stage).to_dict() == stage_config(job.config, stage).to_dict()
+    assert stage_config(unmined, "retrieval").to_dict() != stage_config(job.config, "retrieval").to_dict()

@@ -245,21 +245,26 @@ class AlignBatches:
 
 class RetrievalBatches:
     """Retrieval stream over (query, positive page) pairs: query_states / query_mask [b, Lq], doc_states /
-    doc_mask [b, 1, Ld] (in-batch negatives only; left out when `docs` is None: a query-only stream) and, when
-    `english_docs` is given, english_doc [b, V]: the untouched English model's vector of the English version
-    of the positive page (cross-lingual term)."""
+    doc_mask [b, 1 + k, Ld] (the positive, then the query's k hard negatives: `negatives[query row]`, page
+    rows; k = 0 without them: in-batch negatives only; left out when `docs` is None: a query-only stream)
+    and, when `english_docs` is given, english_doc [b, V]: the untouched English model's vector of the
+    English version of the positive page (cross-lingual term)."""
 
     def __init__(self, queries: RaggedStates, docs: RaggedStates | None, pairs: Sequence[tuple[int, int]], *,
                  batch_size: int, query_length: int, doc_length: int, seed: int,
-                 english_docs: sp.csr_matrix | None = None, process: tuple[int, int] | None = None):
+                 english_docs: sp.csr_matrix | None = None, negatives: Sequence[Sequence[int]] | None = None,
+                 process: tuple[int, int] | None = None):
         if docs is None and english_docs is None:
             raise ValueError("a retrieval stream needs the pages' states or their English vectors")
+        if negatives is not None and (docs is None or len({len(n) for n in negatives}) > 1):
+            raise ValueError("hard negatives need the pages' states and the same count for every query")
         pages = english_docs.shape[0] if docs is None else len(docs)
         if english_docs is not None and english_docs.shape[0] != pages:
             raise ValueError(f"{english_docs.shape[0]} English page vectors for {pages} pages")
         index, count = process or process_slot()
         self.queries, self.docs, self.pairs = queries, docs, np.asarray(pairs, np.int64)
         self.query_length, self.doc_length, self.english_docs = query_length, doc_length, english_docs
+        self.negatives = None if negatives is None else np.asarray(negatives, np.int64).reshape(len(queries), -1)
         self.order = ShardedOrder(len(self.pairs), batch_size, seed, process_index=index, process_count=count)
 
     def next_batch(self) -> dict[str, np.ndarray]:
@@ -268,9 +273,11 @@ class RetrievalBatches:
         batch = {"query_states": q, "query_mask": qm,
                  "query_ids": self.queries.token_values(self.queries.ids, q_rows, self.query_length)}
         if self.docs is not None:
-            d, dm = self.docs.batch(d_rows, self.doc_length)
-            batch.update(doc_states=d[:, None], doc_mask=dm[:, None],
-                         doc_ids=self.docs.token_values(self.docs.ids, d_rows, self.doc_length)[:, None])
+            group = d_rows[:, None] if self.negatives is None else np.hstack([d_rows[:, None], self.negatives[q_rows]])
+            d, dm = self.docs.batch(group.ravel(), self.doc_length)
+            ids = self.docs.token_values(self.docs.ids, group.ravel(), self.doc_length)
+            batch.update(doc_states=d.reshape(*group.shape, *d.shape[1:]), doc_mask=dm.reshape(*group.shape, -1),
+                         doc_ids=ids.reshape(*group.shape, -1))
         if self.english_docs is not None:
             batch["english_doc"] = self.english_docs[d_rows].toarray().astype(np.float32)
         return batch
