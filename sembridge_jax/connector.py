@@ -37,7 +37,7 @@ from sembridge_jax.config import default_config, parse_config_args
 from sembridge_jax.data.examples import read_parallel_tsv
 from sembridge_jax.data.pairs import read_corpus
 from sembridge_jax.data.retrieval import RetrievalDataset, build_mixed_pool, load_beir
-from sembridge_jax.data.sources import mining_cache_dir
+from sembridge_jax.data.sources import doc_texts, load_examples
 from sembridge_jax.evaluation.encode import CorpusEncoder, SparseCollection
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25, evaluate_sparse
 from sembridge_jax.evaluation.mining import miner_from_config
@@ -54,6 +54,7 @@ from sembridge_jax.training.connector_data import (
     bridge_states,
     echo_targets,
     encode_states,
+    pair_rows,
     teacher_logits,
 )
 from sembridge_jax.training.connector_objectives import (
@@ -202,27 +203,26 @@ class Job:
                             batch_size=stage.batch_size, length=k.english.max_length, seed=c.seed)
 
     def retrieval_data(self, stage, *, pages: bool = True) -> RetrievalBatches:
-        """(query, positive page) pairs of `data.train` (+ `data.train.num_hard_negatives` mined pages per query
-        with `data.train.mine_negatives`); `pages=False`: queries + English page vectors only."""
-        c = self.config
-        train = load_beir(c.data.train.path, c.data.train.split)
-        qids, dids = list(train.queries), train.doc_ids()
-        q_row, d_row = {q: i for i, q in enumerate(qids)}, {d: i for i, d in enumerate(dids)}
-        pairs = [(q_row[q], d_row[d]) for q, rel in train.qrels.items() for d, g in rel.items()
-                 if g > 0 and d in d_row]
-        english_docs = self.english_rows(dids) if stage.xling else None
-        docs = self.states(train.doc_texts(), c.model.max_doc_length, "bridge: pages") if pages else None
-        negatives = None
-        if pages and c.data.train.mine_negatives:  # as train.py mines them (data.train.mine_*)
-            t = c.data.train
-            mined = miner_from_config(c)(train.queries, train.qrels, train.corpus, depth=t.mine_depth,
-                                         count=t.num_hard_negatives, seed=t.seed, skip_top=t.mine_skip_top,
-                                         cache_dir=mining_cache_dir(t, str(self.workdir)))
-            negatives = [[d_row[d] for d in mined[q]] for q in qids]
+        """The examples of `data.train` as train.py reads them (`data.sources.load_examples`: any source type,
+        + `corpus_pairs`, + `num_hard_negatives` mined pages with `mine_negatives`), one (query, positive) pair
+        each; `pages=False`: queries + English page vectors only. Pages are the source's corpus in its order
+        (the dev pages' cached states when they are the same pages), then any other positive or negative text."""
+        c, t = self.config, self.config.data.train
+        miner = miner_from_config(c) if pages and t.mine_negatives else None
+        spec = t if miner or not t.mine_negatives else ml_collections.ConfigDict(
+            {**t.to_dict(), "mine_negatives": False, "num_hard_negatives": 0})  # a query-only stream mines nothing
+        loaded = load_examples(spec, miner=miner, workdir=str(self.workdir))
+        rows = pair_rows(loaded.examples, list(doc_texts(loaded.corpus or {}, t.title_in_doc).values()))
+        docs, n = None, len(loaded.corpus or {})
+        if pages:
+            docs = RaggedStates.concat([self.states(texts, c.model.max_doc_length, f"bridge: {desc}")
+                                        for texts, desc in ((rows.pages[:n], "pages"), (rows.pages[n:], "other pages"))
+                                        if texts])
         return RetrievalBatches(
-            self.states(list(train.queries.values()), stage.query_length, "bridge: queries"), docs, pairs,
+            self.states(rows.queries, stage.query_length, "bridge: queries"), docs, rows.pairs,
             batch_size=stage.batch_size, query_length=stage.query_length,
-            doc_length=stage.doc_length if pages else 0, seed=c.seed, english_docs=english_docs, negatives=negatives)
+            doc_length=stage.doc_length if pages else 0, seed=c.seed, negatives=rows.negatives,
+            english_docs=self.english_rows([e.positive_id for e in loaded.examples]) if stage.xling else None)
 
     def english_rows(self, doc_ids) -> sp.csr_matrix:
         """The English index's vectors of `doc_ids` (an all-zero row where the English side lacks the page)."""

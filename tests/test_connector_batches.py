@@ -1,9 +1,12 @@
-"""The connector's retrieval stream (`training.connector_data.RetrievalBatches`): each query's page group is
-its positive then its hard negatives, the states of exactly those pages, against a direct NumPy slice."""
+"""The connector's retrieval stream (`training.connector_data.RetrievalBatches`): each pair's page group is
+its positive then its hard negatives, the states of exactly those pages, against a direct NumPy slice; the
+English vector is the pair's."""
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from sembridge_jax.training.connector_data import RaggedStates, RetrievalBatches
+from sembridge_jax.data.examples import Example
+from sembridge_jax.training.connector_data import RaggedStates, RetrievalBatches, pair_rows
 
 
 def _ragged(lengths, dim, seed):
@@ -24,9 +27,10 @@ def _page(states, row, length):
 def test_page_groups_are_the_positive_then_the_negatives(k):
     queries, docs = _ragged([3, 5, 2, 4], 6, 0), _ragged([7, 2, 9, 4, 6, 3], 6, 1)
     pairs = [(0, 0), (1, 2), (2, 4), (3, 1), (1, 5)]
-    negatives = [[1, 3], [0, 4], [5, 2], [2, 0]] if k else None
+    negatives = [[1, 3], [0, 4], [5, 2], [2, 0], [3, 4]] if k else None
+    english = sp.csr_matrix(np.arange(len(pairs))[:, None] + 1.0)  # row p holds p + 1
     stream = RetrievalBatches(queries, docs, pairs, batch_size=4, query_length=4, doc_length=5, seed=3,
-                              negatives=negatives)
+                              negatives=negatives, english_docs=english)
     for _ in range(3):
         batch = stream.next_batch()
         assert batch["doc_states"].shape == (4, 1 + k, 5, 6) and batch["doc_mask"].shape == (4, 1 + k, 5)
@@ -34,16 +38,37 @@ def test_page_groups_are_the_positive_then_the_negatives(k):
             q = int(np.flatnonzero([np.array_equal(batch["query_states"][r], _page(queries, i, 4))
                                     for i in range(len(queries))])[0])
             group = batch["doc_states"][r]
-            positives = [d for qq, d in pairs if qq == q]
-            assert any(np.array_equal(group[0], _page(docs, d, 5)) for d in positives)
-            for j, d in enumerate(negatives[q] if k else []):
+            p = int(batch["english_doc"][r, 0]) - 1
+            assert pairs[p][0] == q
+            np.testing.assert_array_equal(group[0], _page(docs, pairs[p][1], 5))
+            for j, d in enumerate(negatives[p] if k else []):
                 np.testing.assert_array_equal(group[1 + j], _page(docs, d, 5))
                 np.testing.assert_array_equal(batch["doc_mask"][r, 1 + j], np.arange(5) < min(5, np.diff(docs.offsets)[d]))
                 np.testing.assert_array_equal(batch["doc_ids"][r, 1 + j][:2], docs.ids[docs.offsets[d]:docs.offsets[d] + 2])
 
 
-def test_negatives_need_pages_and_one_count():
+def test_negatives_and_english_vectors_are_one_per_pair():
     queries, docs = _ragged([3, 5], 4, 0), _ragged([2, 2, 2], 4, 1)
+    pairs = [(0, 0), (1, 1)]
     with pytest.raises(ValueError, match="same count"):
-        RetrievalBatches(queries, docs, [(0, 0), (1, 1)], batch_size=2, query_length=4, doc_length=4, seed=0,
+        RetrievalBatches(queries, docs, pairs, batch_size=2, query_length=4, doc_length=4, seed=0,
                          negatives=[[1], [0, 2]])
+    with pytest.raises(ValueError, match="same count"):
+        RetrievalBatches(queries, docs, pairs, batch_size=2, query_length=4, doc_length=4, seed=0, negatives=[[1]])
+    with pytest.raises(ValueError, match="1 English page vectors for 2 pairs"):
+        RetrievalBatches(queries, docs, pairs, batch_size=2, query_length=4, doc_length=4, seed=0,
+                         english_docs=sp.csr_matrix(np.ones((1, 3))))
+
+
+def test_pair_rows_index_every_text_once():
+    corpus = ["page a", "page b", "page c", "page a"]
+    examples = [Example("q1", "page b", ("page c",)), Example("q2", "page a minus a span", ("page b",)),
+                Example("q1", "page a", ("page d",))]
+    rows = pair_rows(examples, corpus)
+    assert rows.queries == ["q1", "q2"]
+    assert rows.pages == corpus + ["page a minus a span", "page d"]
+    for e, (q, d), negs in zip(examples, rows.pairs, rows.negatives, strict=True):
+        assert rows.queries[q] == e.query and rows.pages[d] == e.positive
+        assert [rows.pages[n] for n in negs] == list(e.negatives)
+    assert rows.pairs[2] == (0, 0)  # a repeated text maps to its first row
+    assert pair_rows([Example("q", "page a")], corpus).negatives is None

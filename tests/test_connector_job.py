@@ -124,15 +124,20 @@ def test_job_end_to_end(setup, finished):
     assert (work / "export_st" / "modules.json").is_file()  # its parity: tests/test_connector_export_st.py
 
 
-def test_retrieval_groups_carry_a_mined_negative_that_is_never_a_positive(setup, finished):
+def test_retrieval_pairs_are_train_py_examples_with_a_mined_negative(setup, finished):
+    """The retrieval stage reads data.train as train.py does: one pair per train qrel, each with its
+    mined negative (never one of the query's positives: tests/test_mining.py)."""
     job, _ = finished
     stream = job.retrieval_data(job.config.connector.retrieval)
-    assert stream.negatives.shape == (len(stream.queries), 1)
     train = load_beir(job.config.data.train.path, job.config.data.train.split)
-    qids, dids = list(train.queries), train.doc_ids()
-    for q, (neg,) in zip(qids, stream.negatives, strict=True):
-        assert train.qrels[q].get(dids[neg], 0) <= 0
-    assert stream.next_batch()["doc_states"].shape[1] == 2
+    n_pairs = sum(g > 0 for rel in train.qrels.values() for g in rel.values())
+    assert stream.pairs.shape == (n_pairs, 2) and stream.negatives.shape == (n_pairs, 1)
+    assert len(stream.docs) == len(train.corpus) and len(stream.queries) == len(train.queries)
+    assert (stream.negatives[:, 0] != stream.pairs[:, 1]).all()
+    batch = stream.next_batch()
+    assert batch["doc_states"].shape[1] == 2 and batch["english_doc"].shape[0] == batch["query_states"].shape[0]
+    assert stream.english_docs.shape[0] == n_pairs
+    assert job.retrieval_data(job.config.connector.xling_queries, pages=False).docs is None
 
 
 def test_killed_stage_resumes_bit_identical(setup, finished):

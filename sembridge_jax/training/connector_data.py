@@ -243,12 +243,36 @@ class AlignBatches:
         self.order.restore(state["align"])
 
 
+@dataclasses.dataclass(frozen=True)
+class PairRows:
+    """Training examples as rows: the unique query texts, the page texts (the corpus's first, in its order,
+    then any other positive or negative text), and per example (query row, positive row) and its negatives'
+    rows (None: the examples carry none)."""
+
+    queries: list[str]
+    pages: list[str]
+    pairs: list[tuple[int, int]]
+    negatives: list[list[int]] | None
+
+
+def pair_rows(examples: Sequence, corpus_pages: Sequence[str]) -> PairRows:
+    """`PairRows` of `data.examples.Example`s; a text listed twice maps to its first row."""
+    queries = list(dict.fromkeys(e.query for e in examples))
+    seen = set(corpus_pages)
+    pages = list(corpus_pages) + [x for x in dict.fromkeys(x for e in examples for x in (e.positive, *e.negatives))
+                                  if x not in seen]
+    q_row = {q: i for i, q in enumerate(queries)}
+    d_row = {x: i for i, x in reversed(list(enumerate(pages)))}
+    negatives = [[d_row[x] for x in e.negatives] for e in examples] if any(e.negatives for e in examples) else None
+    return PairRows(queries, pages, [(q_row[e.query], d_row[e.positive]) for e in examples], negatives)
+
+
 class RetrievalBatches:
     """Retrieval stream over (query, positive page) pairs: query_states / query_mask [b, Lq], doc_states /
-    doc_mask [b, 1 + k, Ld] (the positive, then the query's k hard negatives: `negatives[query row]`, page
-    rows; k = 0 without them: in-batch negatives only; left out when `docs` is None: a query-only stream)
-    and, when `english_docs` is given, english_doc [b, V]: the untouched English model's vector of the
-    English version of the positive page (cross-lingual term)."""
+    doc_mask [b, 1 + k, Ld] (the pair's positive, then its k hard negatives `negatives[pair]`, page rows;
+    k = 0 without them: in-batch negatives only; left out when `docs` is None: a query-only stream) and,
+    when `english_docs` is given (one row per pair), english_doc [b, V]: the untouched English model's
+    vector of the English version of the positive page (cross-lingual term)."""
 
     def __init__(self, queries: RaggedStates, docs: RaggedStates | None, pairs: Sequence[tuple[int, int]], *,
                  batch_size: int, query_length: int, doc_length: int, seed: int,
@@ -256,30 +280,31 @@ class RetrievalBatches:
                  process: tuple[int, int] | None = None):
         if docs is None and english_docs is None:
             raise ValueError("a retrieval stream needs the pages' states or their English vectors")
-        if negatives is not None and (docs is None or len({len(n) for n in negatives}) > 1):
-            raise ValueError("hard negatives need the pages' states and the same count for every query")
-        pages = english_docs.shape[0] if docs is None else len(docs)
-        if english_docs is not None and english_docs.shape[0] != pages:
-            raise ValueError(f"{english_docs.shape[0]} English page vectors for {pages} pages")
+        if english_docs is not None and english_docs.shape[0] != len(pairs):
+            raise ValueError(f"{english_docs.shape[0]} English page vectors for {len(pairs)} pairs")
+        if negatives is not None and (docs is None or len(negatives) != len(pairs)
+                                      or len({len(n) for n in negatives}) > 1):
+            raise ValueError("hard negatives need the pages' states and the same count for every pair")
         index, count = process or process_slot()
         self.queries, self.docs, self.pairs = queries, docs, np.asarray(pairs, np.int64)
         self.query_length, self.doc_length, self.english_docs = query_length, doc_length, english_docs
-        self.negatives = None if negatives is None else np.asarray(negatives, np.int64).reshape(len(queries), -1)
+        self.negatives = None if negatives is None else np.asarray(negatives, np.int64).reshape(len(pairs), -1)
         self.order = ShardedOrder(len(self.pairs), batch_size, seed, process_index=index, process_count=count)
 
     def next_batch(self) -> dict[str, np.ndarray]:
-        q_rows, d_rows = self.pairs[self.order.next_indices()].T
+        rows = self.order.next_indices()
+        q_rows, d_rows = self.pairs[rows].T
         q, qm = self.queries.batch(q_rows, self.query_length)
         batch = {"query_states": q, "query_mask": qm,
                  "query_ids": self.queries.token_values(self.queries.ids, q_rows, self.query_length)}
         if self.docs is not None:
-            group = d_rows[:, None] if self.negatives is None else np.hstack([d_rows[:, None], self.negatives[q_rows]])
+            group = d_rows[:, None] if self.negatives is None else np.hstack([d_rows[:, None], self.negatives[rows]])
             d, dm = self.docs.batch(group.ravel(), self.doc_length)
             ids = self.docs.token_values(self.docs.ids, group.ravel(), self.doc_length)
             batch.update(doc_states=d.reshape(*group.shape, *d.shape[1:]), doc_mask=dm.reshape(*group.shape, -1),
                          doc_ids=ids.reshape(*group.shape, -1))
         if self.english_docs is not None:
-            batch["english_doc"] = self.english_docs[d_rows].toarray().astype(np.float32)
+            batch["english_doc"] = self.english_docs[rows].toarray().astype(np.float32)
         return batch
 
     def state(self) -> dict[str, Any]:

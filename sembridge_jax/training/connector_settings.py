@@ -1,6 +1,6 @@
 """Config section `connector`: the connector route (docs/methods.md, "Connector route"): architecture, the
 English alignment text, and the three stages. The English model is `source`, the frozen multilingual
-encoder `bridge.model`, the parallel text `data.parallel.path`, the retrieval pairs `data.train` (beir),
+encoder `bridge.model`, the parallel text `data.parallel.path`, the retrieval pairs `data.train` (any source train.py reads),
 the dev set `eval.beir` and the model dtype `model.dtype`."""
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _connector_rules(c):
     if k.align_parallel.steps and not c.data.parallel.path:
         yield "data.parallel.path", "must be set when connector.align_parallel.steps > 0"
     if k.retrieval.steps and not c.data.train.path:
-        yield "data.train.path", "must be set (a BEIR folder) when connector.retrieval.steps > 0"
+        yield "data.train.path", "must be set (the retrieval pairs' source) when connector.retrieval.steps > 0"
     if (k.retrieval.steps and k.retrieval.xling) and not k.english_index:
         yield "connector.english_index", "must be set when connector.retrieval.xling > 0"
     if k.xling_queries.steps and not (k.english_index and c.data.train.path):
