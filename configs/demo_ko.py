@@ -19,7 +19,8 @@ labels touch 291 of the 937 pages); one hard negative per example, drawn from th
 = 'bridge'`: the sibling pages the model confuses, found by meaning in any language the bridge reads, with no
 labels); 300 steps (~1.5 epochs) of FLOPS-regularised InfoNCE at learning rate 2e-4 with query-grouped
 batches. Every alternative measured is in BENCHMARKS.md ("Recipes"): more labelled data, an mlm stage,
-BM25-mined negatives, distilling BM25's or e5's scores, other learning rates or FLOPS weights did not do better.
+BM25-mined negatives, distilling BM25's or e5's scores, other learning rates, batch sizes or FLOPS weights,
+two negatives or other pools, weight averaging (`train.average_every`) did not do better.
 
 Expected (measured 2026-12-01, `python train.py --config configs/demo_ko.py --workdir W --config.seed=S
 --config.data.train.seed=S [--config.init.method=mvgauss]`, deterministic), lohelp-hangul dev, 413 held-out

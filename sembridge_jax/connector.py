@@ -127,6 +127,7 @@ def stage_config(config, name: str) -> ml_collections.ConfigDict:
     c.train.warmup_steps = max(1, stage.steps // 20)
     c.train.decay = "cosine"
     c.train.grad_accum_steps = 1
+    c.train.average_every = 0
     c.train.lr_scales = tuple((part, config.connector.english_lr_scale) for part in ENGLISH_PARTS)
     return c
 

@@ -44,10 +44,11 @@ def _steps_logged(workdir: Path) -> int:
     return max((r["step"] for r in read_metrics(path)), default=0) if path.exists() else 0
 
 
-def _interrupt(workdir: Path, env, sig: int, after_step: int, checkpointed: bool = False) -> subprocess.Popen:
+def _interrupt(workdir: Path, env, sig: int, after_step: int, checkpointed: bool = False,
+               extra: tuple[str, ...] = ()) -> subprocess.Popen:
     """Start a slow run, send ``sig`` once it has logged ``after_step`` steps (and, if ``checkpointed``,
     finished a checkpoint: saves are asynchronous), wait for the exit."""
-    proc = subprocess.Popen(_cmd(workdir, "--delay", "0.3"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen(_cmd(workdir, "--delay", "0.3", *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     deadline = time.time() + 900
     while _steps_logged(workdir) < after_step or (checkpointed and not _checkpoints(workdir)):
@@ -167,3 +168,28 @@ def test_nan_between_log_steps_stops_before_saving_it(tmp_path, env, reference):
     ref = read_metrics(reference / "metrics.jsonl")[:4]
     for key in ("loss", "grad_norm", "active_q"):
         assert records[0][key] == pytest.approx(np.mean([r[key] for r in ref]), rel=1e-5), key
+
+
+def test_weight_averaging_is_the_mean_of_the_plain_runs_checkpoints_and_resumes_exactly(tmp_path, env):
+    """train.average_every=3: the result is the mean of the parameters at steps 3, 6, 9, 12 of the same run
+    without averaging (numpy over its checkpoints); killed mid-run, it resumes to the same bits."""
+    from sembridge_jax.training.checkpoint import Checkpointer
+
+    plain, averaged, killed = tmp_path / "plain", tmp_path / "averaged", tmp_path / "killed"
+    _run(plain, env, "--keep", "4")
+    ckpt = Checkpointer(plain, read_only=True)
+    try:
+        points = [ckpt.restore_params(s) for s in (3, 6, 9, 12)]
+    finally:
+        ckpt.close()
+    _run(averaged, env, "--average-every", "3")
+    got = _params(averaged)
+    assert got.keys() == points[0].keys()
+    for k in got:
+        want = np.mean([np.asarray(p[k], np.float64) for p in points], axis=0)
+        np.testing.assert_allclose(got[k], want, rtol=1e-5, atol=1e-6, err_msg=k)
+    assert not np.allclose(got["layers.0.ffn_up.kernel"], np.asarray(points[-1]["layers.0.ffn_up.kernel"]))
+    proc = _interrupt(killed, env, signal.SIGKILL, after_step=5, checkpointed=True, extra=("--average-every", "3"))
+    assert proc.returncode == -signal.SIGKILL and max(_checkpoints(killed)) < STEPS
+    _run(killed, env, "--average-every", "3")
+    _assert_same_params(_params(killed), got)

@@ -130,9 +130,9 @@ class SlowData:
 
 
 def run(workdir: Path, *, steps: int, poison_step: int = -1, lambda_flops: float = 1e-3, delay: float = 0.0,
-        log_every: int = 1, prefetch: int | None = None):
+        log_every: int = 1, prefetch: int | None = None, average_every: int = 0, keep: int = 2):
     """Train the tiny setup in ``workdir`` (data and tokenizer created there once); ``prefetch`` None keeps
-    the default of ``train.prefetch``."""
+    the default of ``train.prefetch``; ``keep`` checkpoints (every 3 steps) are kept."""
     from sembridge_jax.training import losses, trainer
     from sembridge_jax.training.batches import TrainData
 
@@ -143,6 +143,8 @@ def run(workdir: Path, *, steps: int, poison_step: int = -1, lambda_flops: float
         tiny_dataset(data_path)
     config = tiny_config(workdir, data_path, steps=steps, lambda_flops=lambda_flops)
     config.train.log_every = log_every
+    config.train.average_every = average_every
+    config.checkpoint.keep = keep
     if prefetch is not None:
         config.train.prefetch = prefetch
     objective = trainer.splade_objective(losses.loss_settings(config))
@@ -169,10 +171,13 @@ def main(argv=None):
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--log-every", type=int, default=1)
     ap.add_argument("--prefetch", type=int)
+    ap.add_argument("--average-every", type=int, default=0)
+    ap.add_argument("--keep", type=int, default=2)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     result = run(args.workdir, steps=args.steps, poison_step=args.poison_step, lambda_flops=args.lambda_flops,
-                 delay=args.delay, log_every=args.log_every, prefetch=args.prefetch)
+                 delay=args.delay, log_every=args.log_every, prefetch=args.prefetch,
+                 average_every=args.average_every, keep=args.keep)
     if args.out:
         np.savez(args.out, **params_of(result.model))
     print(f"FIT {result.status} {result.step}", flush=True)

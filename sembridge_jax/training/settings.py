@@ -62,6 +62,9 @@ TRAIN = Section({
     "trainable": Field("all", "'all' | 'vocab' (only vocabulary-row tensors)", choices=TRAINABLE),
     "lr_scales": Field((), "((path prefix, factor), ...): learning-rate factors by parameter path (first match)",
                        type=tuple),
+    "average_every": Field(0, "the result is the mean of the trained parameters at steps N, 2N, ... and the last "
+                           "(weight averaging along the run: lower variance between seeds); 0 = the last step's",
+                           ge=0),
     "log_every": Field(10, "write metrics (means since the last write) every N steps", ge=1),
     "eval_every": Field(0, "evaluate on data.dev every N steps; 0 = only at the end", ge=0),
     "prefetch": Field(2, "batches tokenised and placed on the devices ahead by a background thread; 0 = inline",

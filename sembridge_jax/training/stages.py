@@ -91,6 +91,7 @@ def stage_config(config, name: str) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict(config.to_dict())
     c.train.update(num_steps=stage.steps, learning_rate=stage.learning_rate, warmup_steps=stage.warmup_steps,
                    batch_size=stage.batch_size, decay="linear", grad_accum_steps=1, eval_every=0, profile_steps=(),
+                   average_every=0,
                    trainable="vocab" if name == "vocab_warmup" else "all")
     return c
 

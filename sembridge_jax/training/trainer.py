@@ -168,12 +168,14 @@ def build_sharded_step(
     learning_rate: optax.Schedule | None = None,
     to_model: Callable | None = None,
     trainable: Mapping[str, bool] | None = None,
+    average: bool = False,
 ) -> ShardedStep:
     """Shardings for parameters (from logical axes + rules), optimiser state (like its parameter)
     and batch (data axes), and the train step jitted with them and with the state donated.
 
     ``trainable`` ({path: bool} over ``layout.shapes``, default all) splits the parameters into the
-    state's "params" (trained; ``tx`` sees only these) and "frozen"; ``to_model`` as in ``make_train_step``."""
+    state's "params" (trained; ``tx`` sees only these) and "frozen"; ``to_model`` as in ``make_train_step``;
+    ``average``: the state also holds "avg", a running mean of the trained parameters (``average_params``)."""
     param_sh = sharding.param_shardings(layout.logical_axes, layout.shapes, mesh, rules)
     abstract_all = {k: jax.ShapeDtypeStruct(s, layout.dtypes[k]) for k, s in layout.shapes.items()}
     trained, frozen = split_trainable(abstract_all, trainable)
@@ -186,6 +188,8 @@ def build_sharded_step(
     abstract = {"params": trained, "opt": abstract_opt, "step": jax.ShapeDtypeStruct((), jnp.int32)}
     if frozen:
         state_sh["frozen"], abstract["frozen"] = {k: param_sh[k] for k in frozen}, frozen
+    if average:
+        state_sh["avg"], abstract["avg"] = dict(state_sh["params"]), dict(trained)
     abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sh)
     leading = 1 if grad_accum_steps > 1 else 0
     fn = make_train_step(layout, tx, objective, grad_accum_steps=grad_accum_steps, learning_rate=learning_rate,
@@ -214,8 +218,10 @@ def init_state(
     """Place the parameters with their shardings and build the optimiser state already sharded
     (``frozen``: the parameters that do not train, placed as they are, no optimiser state)."""
     params = jax.device_put(dict(params), state_sharding["params"])
+    average = "avg" in state_sharding
     init = jax.jit(
-        lambda p: {"params": p, "opt": tx.init(p), "step": jnp.zeros((), jnp.int32)},
+        lambda p: {"params": p, "opt": tx.init(p), "step": jnp.zeros((), jnp.int32),
+                   **({"avg": jax.tree.map(jnp.copy, p)} if average else {})},
         in_shardings=(state_sharding["params"],),
         out_shardings={k: v for k, v in state_sharding.items() if k != "frozen"},
     )
@@ -226,6 +232,14 @@ def init_state(
         copy = jax.jit(lambda f: jax.tree.map(jnp.copy, f), out_shardings=state_sharding["frozen"])
         state["frozen"] = copy(dict(frozen))
     return state
+
+
+def average_params(state: TrainState, every: int) -> TrainState:
+    """The state with "avg" moved to the running mean of the trained parameters over the averaging points
+    so far (steps every, 2 every, ..., and this one: ceil(step / every) points): avg + (params - avg) / n."""
+    n = ((state["step"] + every - 1) // every).astype(jnp.float32)
+    avg = jax.tree.map(lambda a, p: (a + (p - a) / n).astype(a.dtype), state["avg"], state["params"])
+    return {**state, "avg": avg}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,6 +407,9 @@ def fit(
     to the retrieval loss of ``config.loss``; ``stage`` names the stage in the checkpoint metadata (a
     checkpoint of another stage is refused); ``train.trainable`` picks the trained parameters, or
     ``adapter`` trains only a LoRA adapter, merged into the weights of the returned model.
+    ``train.average_every = N > 0``: the trained parameters at steps N, 2N, ... and the last step are
+    averaged (a running mean kept in the state, so resume stays exact); at the last step the average
+    replaces them, so the final checkpoint, the returned model and every export hold the average.
 
     The host waits for the devices only at log, evaluation and save steps: the metrics stay on the
     devices in between (``monitor.StepMetrics``), and ``metrics.jsonl`` gets their means over the
@@ -415,11 +432,17 @@ def fit(
     tx, schedule = optim.make_optimizer(tcfg, {k: layout.shapes[k] for k in trained},
                                         {k: layout.logical_axes[k] for k in trained}, trainable="all")
     objective = objective or splade_objective(losses.loss_settings(config))
+    every = tcfg.get("average_every", 0)
     sharded = build_sharded_step(
         layout, tx, objective, mesh, config.mesh.rules,
         grad_accum_steps=tcfg.grad_accum_steps, learning_rate=schedule, to_model=to_model,
-        trainable=trainable,
+        trainable=trainable, average=bool(every),
     )
+    if every:
+        average = jax.jit(lambda s: average_params(s, every), out_shardings=sharded.state_sharding,
+                          donate_argnums=0)
+        take_average = jax.jit(lambda s: {**s, "params": jax.tree.map(jnp.copy, s["avg"])},
+                               out_shardings=sharded.state_sharding, donate_argnums=0)
     ckpt = Checkpointer(workdir, every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep,
                         async_save=config.checkpoint.async_save)
     settings = run_settings(config, method)
@@ -455,6 +478,10 @@ def fit(
                 meter.add(metrics, state["step"])
                 step += 1
                 bar.update(1)
+                if every and (step % every == 0 or step == tcfg.num_steps):
+                    state = average(state)
+                    if step == tcfg.num_steps:  # the run's result (saved, exported, resumed) is the average
+                        state = take_average(state)
                 stop = preempted.reached(step)
                 final = step == tcfg.num_steps or stop
                 log_now = final or step % tcfg.log_every == 0
