@@ -36,7 +36,8 @@ of two; cross-lingual >= 0.40 NOT met (0.197). Pages at 128 tokens in the retrie
 did not pay: 0.562, and 0.557 with 240 steps; nor did the demo's bridge-mined negative (one page per query
 from e5's top 10, `data.train.mine_negatives` as configs/demo_ko.py sets it): 0.554, xling 0.186; nor the
 demo's label-free title / span pairs of every page (`data.train.corpus_pairs=True`): 0.562 (xling 0.223),
-0.540 with 240 steps (xling 0.237); all seed 0 on this run's alignment stages.)
+0.540 with 240 steps (xling 0.237); nor twice the cross-lingual term (`connector.retrieval.xling=2`): 0.549
+(xling 0.211); all seed 0 on this run's alignment stages.)
 """
 
 from sembridge_jax.config import default_config
