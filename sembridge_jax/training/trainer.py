@@ -409,7 +409,8 @@ def fit(
     ``adapter`` trains only a LoRA adapter, merged into the weights of the returned model.
     ``train.average_every = N > 0``: the trained parameters at steps N, 2N, ... and the last step are
     averaged (a running mean kept in the state, so resume stays exact); at the last step the average
-    replaces them, so the final checkpoint, the returned model and every export hold the average.
+    replaces them, so the final checkpoint, the returned model and every export hold the average (a
+    finished run extended with more steps goes on from the average, its mean still over every point).
 
     The host waits for the devices only at log, evaluation and save steps: the metrics stay on the
     devices in between (``monitor.StepMetrics``), and ``metrics.jsonl`` gets their means over the
