@@ -51,6 +51,8 @@ class EncoderConfig:
     encoder checkpoint without MLM head (e.g. the e5 bridge): only `embed` works then.
     `hf_model_type` keeps the exact Hugging Face model_type (e.g. "xlm-roberta") for export.
     `remat_policy` is one of REMAT_POLICIES (the head's chunks only matter with splade_chunk_size > 0).
+    `hidden_dropout` / `attention_dropout`: the config.json's rates (Hugging Face's default 0.1), applied only
+    when the model is called with a dropout key (training with `train.dropout`).
     """
 
     arch: str = "bert"
@@ -73,6 +75,8 @@ class EncoderConfig:
     remat_policy: str = "head"
     mlm_head: bool = True
     hf_model_type: str = ""
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
 
     def __post_init__(self):
         checks = [
@@ -87,6 +91,8 @@ class EncoderConfig:
             (self.remat_policy in REMAT_POLICIES,
              f"remat_policy must be one of {REMAT_POLICIES}, got {self.remat_policy!r}"),
             (self.vocab_size > 0 and self.num_layers > 0, "vocab_size and num_layers must be positive"),
+            (0.0 <= self.hidden_dropout < 1.0 and 0.0 <= self.attention_dropout < 1.0,
+             f"dropout rates must be in [0, 1), got {self.hidden_dropout} / {self.attention_dropout}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -152,6 +158,8 @@ class EncoderConfig:
                 hidden_act=hf.get("activation", "gelu"),
                 pad_token_id=int(hf.get("pad_token_id") or 0),
                 position_offset=0,
+                hidden_dropout=float(hf.get("dropout", 0.1)),
+                attention_dropout=float(hf.get("attention_dropout", 0.1)),
             )
         else:
             pad = hf.get("pad_token_id")
@@ -171,6 +179,8 @@ class EncoderConfig:
                 hidden_act=hf.get("hidden_act", "gelu"),
                 pad_token_id=pad,
                 position_offset=pad + 1 if arch == "roberta" else 0,
+                hidden_dropout=float(hf.get("hidden_dropout_prob", 0.1)),
+                attention_dropout=float(hf.get("attention_probs_dropout_prob", 0.1)),
             )
         return cls(**{**common, **fields, **overrides})
 
@@ -194,7 +204,7 @@ class EncoderConfig:
             out.update(
                 dim=self.hidden_size, n_layers=self.num_layers, n_heads=self.num_heads,
                 hidden_dim=self.intermediate_size, activation=self.hidden_act,
-                sinusoidal_pos_embds=False, dropout=0.1, attention_dropout=0.1,
+                sinusoidal_pos_embds=False, dropout=self.hidden_dropout, attention_dropout=self.attention_dropout,
             )
         else:
             if self.arch == "roberta" and self.position_offset != self.pad_token_id + 1:
@@ -204,6 +214,6 @@ class EncoderConfig:
                 num_attention_heads=self.num_heads, intermediate_size=self.intermediate_size,
                 type_vocab_size=self.type_vocab_size, layer_norm_eps=self.layer_norm_eps,
                 hidden_act=self.hidden_act, position_embedding_type="absolute",
-                hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+                hidden_dropout_prob=self.hidden_dropout, attention_probs_dropout_prob=self.attention_dropout,
             )
         return out

@@ -27,6 +27,7 @@ from sembridge_jax.models.layers import (
     Linear,
     TransformerLayer,
     attention_bias,
+    dropout,
     param,
 )
 
@@ -103,7 +104,9 @@ class MaskedLMEncoder(nnx.Module):
         self.embeddings = Embeddings(config, **kw)
         self.layers = nnx.List([
             TransformerLayer(config.hidden_size, config.num_heads, config.intermediate_size, config.layer_norm_eps,
-                             config.hidden_act, **kw)
+                             config.hidden_act, hidden_dropout=config.hidden_dropout,
+                             attention_dropout=config.attention_dropout,
+                             attention_output_dropout=config.arch != "distilbert", **kw)
             for _ in range(config.num_layers)
         ])
         self.mlm = MLMHead(config, self.mlm_activation or config.hidden_act, **kw) if config.mlm_head else None
@@ -114,21 +117,25 @@ class MaskedLMEncoder(nnx.Module):
         return jnp.broadcast_to(jnp.arange(input_ids.shape[1], dtype=jnp.int32), input_ids.shape)
 
     # Encoder -----------------------------------------------------------------------------------
-    def sequence_output(self, input_ids, attention_mask, token_type_ids=None) -> jax.Array:
-        """The last transformer layer's output [B, L, d] in the compute dtype (no MLM transform)."""
+    def sequence_output(self, input_ids, attention_mask, token_type_ids=None, *, dropout_key=None) -> jax.Array:
+        """The last transformer layer's output [B, L, d] in the compute dtype (no MLM transform). With a
+        `dropout_key` (training) the config's dropout applies, where Hugging Face's model in train mode has it."""
+        keys = [None] * (len(self.layers) + 1) if dropout_key is None else list(
+            jax.random.split(dropout_key, len(self.layers) + 1))
         x = self.embeddings(input_ids, self.position_ids(input_ids, attention_mask), token_type_ids)
+        x = dropout(x, self.config.hidden_dropout, keys[0])
         bias = attention_bias(attention_mask)
 
-        def run(layer, x, bias):
-            return layer(x, bias)
+        def run(layer, x, bias, key):
+            return layer(x, bias, key)
 
         policy = REMAT_LAYER_POLICY[self.config.remat_policy]
         if policy is not None:
             # The backward pass recomputes the layer from what the policy kept. Effective on CPU only
             # when compiled with `remat_compiler_options` (see there).
             run = nnx.remat(run, policy=policy)
-        for layer in self.layers:
-            x = run(layer, x, bias)
+        for layer, key in zip(self.layers, keys[1:], strict=True):
+            x = run(layer, x, bias, key)
         return x
 
     def _require_head(self):
@@ -136,10 +143,10 @@ class MaskedLMEncoder(nnx.Module):
             raise ValueError("this encoder was loaded without an MLM head (config.mlm_head is False): "
                              "only `embed` / `sequence_output` are available")
 
-    def hidden_states(self, input_ids, attention_mask, token_type_ids=None) -> jax.Array:
+    def hidden_states(self, input_ids, attention_mask, token_type_ids=None, *, dropout_key=None) -> jax.Array:
         """[B, L, d] vectors after the MLM transform: the ones dotted with the vocabulary rows."""
         self._require_head()
-        return self.mlm(self.sequence_output(input_ids, attention_mask, token_type_ids))
+        return self.mlm(self.sequence_output(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key))
 
     def vocab_projection(self) -> tuple[jax.Array, jax.Array]:
         """(W [V, d], b [V]) in param dtype: the word embeddings when tied, else the decoder rows."""
@@ -155,9 +162,10 @@ class MaskedLMEncoder(nnx.Module):
             jnp.float32)
 
     def splade(self, input_ids, attention_mask, token_type_ids=None, *, pooling=None, chunk_size=None,
-               top_k=None) -> jax.Array:
-        """SPLADE vectors [B, V] float32; pooling / chunk_size default to the config's settings."""
-        h = self.hidden_states(input_ids, attention_mask, token_type_ids)
+               top_k=None, dropout_key=None) -> jax.Array:
+        """SPLADE vectors [B, V] float32; pooling / chunk_size default to the config's settings; `dropout_key`:
+        see `sequence_output`."""
+        h = self.hidden_states(input_ids, attention_mask, token_type_ids, dropout_key=dropout_key)
         W, b = self.vocab_projection()
         return splade_pool(
             h, attention_mask, W, b,

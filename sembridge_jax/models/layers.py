@@ -86,11 +86,21 @@ class LayerNorm(nnx.Module):
         return (y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)).astype(self.dtype)
 
 
+def dropout(x, rate: float, key) -> jax.Array:
+    """Inverted dropout (as torch.nn.Dropout in train mode): zero each element with probability `rate`, scale
+    the rest by 1 / (1 - rate). `key` None (evaluation) or rate 0: x unchanged."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+
 class SelfAttention(nnx.Module):
     """Multi-head self-attention; q/k/v kernels [d, heads, head_dim], output kernel [heads, head_dim, d]."""
 
-    def __init__(self, d: int, num_heads: int, *, dtype, param_dtype, rngs: nnx.Rngs):
+    def __init__(self, d: int, num_heads: int, *, dtype, param_dtype, rngs: nnx.Rngs, dropout_rate: float = 0.0):
         hd = d // num_heads
+        self.dropout_rate = dropout_rate  # on the attention probabilities, when called with a key
         for name in ("query", "key", "value"):
             setattr(self, name, param(rngs, (d, num_heads, hd), ("embed", "heads", "kv"), param_dtype, "normal"))
             setattr(self, name + "_bias", param(None, (num_heads, hd), ("heads", "kv"), param_dtype, "zeros"))
@@ -98,7 +108,7 @@ class SelfAttention(nnx.Module):
         self.out_bias = param(None, (d,), ("embed",), param_dtype, "zeros")
         self.dtype = dtype
 
-    def __call__(self, x, attn_bias):
+    def __call__(self, x, attn_bias, dropout_key=None):
         """x [B, L, d]; attn_bias [B, 1, 1, L] additive float32 (0 or a large negative)."""
         dt = self.dtype
 
@@ -109,27 +119,36 @@ class SelfAttention(nnx.Module):
                                              (self.value, self.value_bias)))
         scores = jnp.einsum("bqhk,bthk->bhqt", q, k, preferred_element_type=jnp.float32)
         scores = scores / jnp.sqrt(jnp.float32(q.shape[-1])) + attn_bias
-        probs = jax.nn.softmax(scores, axis=-1).astype(dt)
+        probs = dropout(jax.nn.softmax(scores, axis=-1).astype(dt), self.dropout_rate, dropout_key)
         ctx = jnp.einsum("bhqt,bthk->bqhk", probs, v)
         return jnp.einsum("blhk,hkd->bld", ctx, self.out[...].astype(dt)) + self.out_bias[...].astype(dt)
 
 
 class TransformerLayer(nnx.Module):
-    """Post-LN block: x = LN(x + attn(x)); x = LN(x + down(act(up(x))))."""
+    """Post-LN block: x = LN(x + attn(x)); x = LN(x + down(act(up(x)))). Called with a `dropout_key` (training),
+    BERT's dropout applies: on the attention probabilities (`attention_dropout`) and on both sublayers' outputs
+    before the residual sum (`hidden_dropout`; DistilBERT has none on the attention's output:
+    `attention_output_dropout` False)."""
 
     def __init__(self, d: int, num_heads: int, d_ff: int, eps: float, act: str, *, dtype, param_dtype,
-                 rngs: nnx.Rngs):
+                 rngs: nnx.Rngs, hidden_dropout: float = 0.0, attention_dropout: float = 0.0,
+                 attention_output_dropout: bool = True):
         kw = dict(dtype=dtype, param_dtype=param_dtype)
-        self.attention = SelfAttention(d, num_heads, rngs=rngs, **kw)
+        self.attention = SelfAttention(d, num_heads, rngs=rngs, dropout_rate=attention_dropout, **kw)
+        self.hidden_dropout = hidden_dropout
+        self.attention_output_dropout = hidden_dropout if attention_output_dropout else 0.0
         self.attention_norm = LayerNorm(d, eps, **kw)
         self.ffn_up = Linear(d, d_ff, ("embed", "mlp"), rngs=rngs, **kw)
         self.ffn_down = Linear(d_ff, d, ("mlp", "embed"), rngs=rngs, **kw)
         self.ffn_norm = LayerNorm(d, eps, **kw)
         self.act = act
 
-    def __call__(self, x, attn_bias):
-        x = self.attention_norm(x + self.attention(x, attn_bias))
-        return self.ffn_norm(x + self.ffn_down(ACTIVATIONS[self.act](self.ffn_up(x))))
+    def __call__(self, x, attn_bias, dropout_key=None):
+        k_attn, k_out, k_ffn = (None,) * 3 if dropout_key is None else jax.random.split(dropout_key, 3)
+        x = self.attention_norm(x + dropout(self.attention(x, attn_bias, k_attn), self.attention_output_dropout,
+                                            k_out))
+        return self.ffn_norm(x + dropout(self.ffn_down(ACTIVATIONS[self.act](self.ffn_up(x))), self.hidden_dropout,
+                                         k_ffn))
 
 
 def attention_bias(attention_mask) -> jax.Array:

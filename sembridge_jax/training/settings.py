@@ -65,6 +65,8 @@ TRAIN = Section({
     "average_every": Field(0, "the result is the mean of the trained parameters at steps N, 2N, ... and the last "
                            "(weight averaging along the run: lower variance between seeds); 0 = the last step's",
                            ge=0),
+    "dropout": Field(False, "the retrieval loss sees the model with its config.json dropout rates, as Hugging Face's "
+                     "train mode does (a fresh mask per step, from the seed and the step)", type=bool),
     "log_every": Field(10, "write metrics (means since the last write) every N steps", ge=1),
     "eval_every": Field(0, "evaluate on data.dev every N steps; 0 = only at the end", ge=0),
     "prefetch": Field(2, "batches tokenised and placed on the devices ahead by a background thread; 0 = inline",

@@ -60,29 +60,39 @@ TrainState = dict[str, Any]  # {"params": {path: array}, "opt": optax state, "st
 # ----------------------------------------------------------------------------- loss + step
 
 
-def encode_batch(model: nnx.Module, batch: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """SPLADE vectors of the batch: queries [B, V] and documents [B, 1 + H, V] (positive first).
+def encode_batch(model: nnx.Module, batch: Mapping[str, jax.Array], dropout_keys=(None, None)
+                 ) -> tuple[jax.Array, jax.Array]:
+    """SPLADE vectors of the batch: queries [B, V] and documents [B, 1 + H, V] (positive first);
+    ``dropout_keys``: the (query, document) forward passes' dropout keys (None: no dropout).
 
     Batch keys: ``query_input_ids``/``query_attention_mask`` [B, Lq] and
     ``doc_input_ids``/``doc_attention_mask`` [B, 1 + H, Ld] (optional ``*_token_type_ids``).
     """
-    q = model.splade(batch["query_input_ids"], batch["query_attention_mask"], batch.get("query_token_type_ids"))
+    q = model.splade(batch["query_input_ids"], batch["query_attention_mask"], batch.get("query_token_type_ids"),
+                     dropout_key=dropout_keys[0])
     ids = batch["doc_input_ids"]
     b, group, length = ids.shape
     flat = lambda x: None if x is None else x.reshape(b * group, length)
-    d = model.splade(flat(ids), flat(batch["doc_attention_mask"]), flat(batch.get("doc_token_type_ids")))
+    d = model.splade(flat(ids), flat(batch["doc_attention_mask"]), flat(batch.get("doc_token_type_ids")),
+                     dropout_key=dropout_keys[1])
     return q, d.reshape(b, group, -1)
 
 
-def splade_objective(settings: losses.LossSettings) -> Callable:
-    """``objective(model, batch, step) -> (loss, metrics)``: the configured SPLADE loss."""
+def splade_objective(settings: losses.LossSettings, dropout_seed: int | None = None) -> Callable:
+    """``objective(model, batch, step) -> (loss, metrics)``: the configured SPLADE loss. With a
+    ``dropout_seed`` every forward pass applies the model's dropout, its masks drawn from (seed, step), so a
+    resumed run draws the same ones."""
 
     def objective(model, batch, step):
-        q, d = encode_batch(model, batch)
+        keys = [None] * 4 if dropout_seed is None else list(
+            jax.random.split(jax.random.fold_in(jax.random.key(dropout_seed), step), 4))
+        q, d = encode_batch(model, batch, keys[:2])
         xling = None
         if settings.xling_weight:
-            src = model.splade(batch["src_input_ids"], batch["src_attention_mask"], batch.get("src_token_type_ids"))
-            tgt = model.splade(batch["tgt_input_ids"], batch["tgt_attention_mask"], batch.get("tgt_token_type_ids"))
+            src = model.splade(batch["src_input_ids"], batch["src_attention_mask"], batch.get("src_token_type_ids"),
+                               dropout_key=keys[2])
+            tgt = model.splade(batch["tgt_input_ids"], batch["tgt_attention_mask"], batch.get("tgt_token_type_ids"),
+                               dropout_key=keys[3])
             xling = (src, tgt)
         return losses.total_loss(settings, q, d, step, teacher_scores=batch.get("teacher_scores"), xling=xling)
 
@@ -432,7 +442,8 @@ def fit(
     trained, frozen = split_trainable(params, trainable)
     tx, schedule = optim.make_optimizer(tcfg, {k: layout.shapes[k] for k in trained},
                                         {k: layout.logical_axes[k] for k in trained}, trainable="all")
-    objective = objective or splade_objective(losses.loss_settings(config))
+    objective = objective or splade_objective(losses.loss_settings(config),
+                                              dropout_seed=config.seed if tcfg.get("dropout") else None)
     every = tcfg.get("average_every", 0)
     sharded = build_sharded_step(
         layout, tx, objective, mesh, config.mesh.rules,
