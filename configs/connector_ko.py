@@ -15,29 +15,33 @@ English model's index); after the last stage the mixed pool (Korean + English pa
 fusion with the vocabulary-transfer export; export to <workdir>/export (`SparseEncoder.from_pretrained`) and
 <workdir>/export_st (sentence-transformers, trust_remote_code=True).
 
-Measured 2026-12-01 (seed 0): the whole job as configured took 18 min 38 s wall from a COLD cache (fresh
-workdir and SEMBRIDGE_CACHE: e5 materialised, every text's bridge states and teacher logits computed) on the
-2-core machine with nothing else running (1,107 CPU-s user + 802 sys, peak RSS 6.3 GB): within the issue's
-20 minutes. lohelp-hangul dev nDCG@10 (R@100), deterministic (the same figures on the shared machine):
-| after stage (steps x batch, stage wall s idle) | Korean pages  | same, no echo | English index (xling) |
-|------------------------------------------------|--------------:|--------------:|----------------------:|
-| align_en (300 x 64, 259 s; English only)       | 0.523 (0.926) | 0.136 (0.621) |         0.031 (0.323) |
-| align_parallel (400 x 64, 301 s)               | 0.524 (0.909) | 0.297 (0.808) |         0.193 (0.714) |
-| retrieval (120 x 32, 81 s)                     | 0.570 (0.947) | 0.398 (0.877) |         0.197 (0.736) |
-| (xling_queries, 150 x 32; now off)             | 0.527 (0.924) | 0.390 (0.881) |         0.197 (0.741) |
-After retrieval (the final evaluation, 270 s): mixed pool (937 Korean + 2,521 English pages in one index, both
-copies relevant) nDCG@10 0.358, R@100 0.703, Max@R 310, Complete@10 0.077, Complete@100 0.482; fused with the
-demo_ko export (`combine_with`, label-free weight 0.701): nDCG@10 0.627 (R@100 0.950).
-(BM25 0.650; goals: zero-shot >= 0.458 met (0.523, with the echo); fine-tuned >= the supervised
-vocabulary-transfer recipe: NOT met since that recipe gained its bridge-mined negative (configs/demo_ko.py:
-0.586 / 0.580 / 0.551 = 0.572 ± 0.019 over seeds 0-2; before it 0.557 ± 0.019, which this route passed):
-this route gives 0.570 on seed 0 and, on seed 1 (zero-shot 0.497, xling 0.199), 0.557, 0.564 on the mean
-of two; cross-lingual >= 0.40 NOT met (0.197). Pages at 128 tokens in the retrieval stage
+Measured 2026-12-01 (seed 0): the whole job as configured took 19 min 13 s wall from a COLD cache (fresh
+workdir and SEMBRIDGE_CACHE: e5 materialised, every text's bridge states and teacher logits computed, the
+parallel memory of 16,000 pairs built) on the 2-core machine with nothing else running (1,182 CPU-s user +
+797 sys, peak RSS 6.4 GB): within the issue's 20 minutes. lohelp-hangul dev nDCG@10 (R@100), deterministic:
+| after stage (steps x batch, stage wall s idle) | Korean pages  | same, no echo | English index (xling) | xling, no memory |
+|------------------------------------------------|--------------:|--------------:|----------------------:|-----------------:|
+| align_en (300 x 64, 241 s; English only)       | 0.523 (0.926) | 0.136 (0.621) |         0.439 (0.837) |    0.031 (0.323) |
+| align_parallel (400 x 64, 253 s)               | 0.522 (0.909) | 0.279 (0.800) |         0.463 (0.863) |    0.179 (0.706) |
+| retrieval (120 x 32, 79 s)                     | 0.566 (0.944) | 0.385 (0.872) |         0.455 (0.873) |    0.191 (0.714) |
+"xling": Korean queries against the untouched English model's index of the English pages, the query vector
+being the connector's English block + the parallel memory's vector (connector.memory, models/memory.py);
+"no memory": the English block alone. After retrieval (the final evaluation, 263 s): mixed pool (937 Korean +
+2,521 English pages in one index, both copies relevant) nDCG@10 0.352, R@100 0.667. The run before the
+memory (same stages, 18 min 38 s): 0.523 / 0.524 / 0.570 Korean, xling 0.031 / 0.193 / 0.197, mixed pool
+0.358 (Max@R 310, Complete@10 0.077, Complete@100 0.482); fused with the demo_ko export (`combine_with`,
+label-free weight 0.701): nDCG@10 0.627 (R@100 0.950). align_parallel now reads its 8,000 pairs' states as the
+head of the memory's 16,000 (one bridge pass): the states differ from a pass over the 8,000 alone in the last
+float bits (other batch shapes), which moved the later stages by up to 0.014 (0.570 -> 0.566).
+(BM25 0.650; goals: zero-shot >= 0.458 met (0.523, with the echo); cross-lingual >= 0.40 met with the memory
+(0.455; all 35,058 pairs: 0.472, but ~21 min; the connector alone 0.191-0.197); fine-tuned >= the supervised
+vocabulary-transfer recipe NOT met (configs/demo_ko.py: 0.586 / 0.580 / 0.551 = 0.572 ± 0.019 over seeds
+0-2; this route 0.566 on seed 0 and, before the memory, 0.557 on seed 1). Pages at 128 tokens in the retrieval stage
 did not pay: 0.562, and 0.557 with 240 steps; nor did the demo's bridge-mined negative (one page per query
 from e5's top 10, `data.train.mine_negatives` as configs/demo_ko.py sets it): 0.554, xling 0.186; nor the
 demo's label-free title / span pairs of every page (`data.train.corpus_pairs=True`): 0.562 (xling 0.223),
 0.540 with 240 steps (xling 0.237); nor twice the cross-lingual term (`connector.retrieval.xling=2`): 0.549
-(xling 0.211); all seed 0 on this run's alignment stages.)
+(xling 0.211); all seed 0 on the earlier run's alignment stages, without the memory.)
 """
 
 from sembridge_jax.config import default_config
@@ -95,4 +99,9 @@ def get_config():
     # xling_queries (150 x 32 measured): cross-lingual 0.197 -> 0.197, Korean 0.570 -> 0.527 (the shared English
     # layers moved the pages too): it does not pay after this retrieval stage, so it is off.
     k.xling_queries.steps = 0
+    # Queries for the English index also get the parallel memory's vector (models/memory.py): the first 16,000
+    # pairs of en_ko.tsv (align_parallel's 8,000 among them: their bridge and teacher passes are shared),
+    # WECHSEL's top 10 at temperature 0.1, added with weight 1. Cross-lingual 0.197 -> 0.461 on the same stages;
+    # all 35,058 pairs give 0.472 but take the job to ~21 min, over the 20-minute budget; 8,000: 0.398.
+    k.memory.max_pairs = 16000
     return c

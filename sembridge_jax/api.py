@@ -5,6 +5,9 @@
     X = enc.encode(["what causes the northern lights"], top_k=128)  # csr_matrix [1, vocab_size]
     enc.save_pretrained("out/")                                     # HF + sentence-transformers folder
 
+    conn = SparseEncoder.from_pretrained("runs/connector_ko/export")  # a connector folder (export/connector.py)
+    Q = conn.encode_english_queries(["셀 범위 선택"])                # [1, English vocabulary]: for an English index
+
 Encoding is jitted. Texts are sorted by length and batched; each batch is padded to a bucketed
 shape (rows: a power of two up to batch_size; tokens: a power of two >= 8, capped at max_length),
 so a corpus compiles only a handful of shapes.
@@ -21,10 +24,12 @@ import scipy.sparse as sp
 from flax import nnx
 from tqdm.auto import tqdm
 
-from sembridge_jax.export.connector import is_connector_folder, load_connector
+from sembridge_jax.export.connector import is_connector_folder, load_connector, load_memory
 from sembridge_jax.hf.load import load_pretrained
 from sembridge_jax.hf.save import save_pretrained
 from sembridge_jax.models import EncoderConfig, MaskedLMEncoder
+from sembridge_jax.models.connector import ConnectorSparseEncoder
+from sembridge_jax.models.memory import ParallelMemory
 
 MIN_TOKENS = 8
 
@@ -41,14 +46,25 @@ def _splade_batch(graphdef, state, input_ids, attention_mask, token_type_ids, to
     return model.splade(input_ids, attention_mask, token_type_ids, top_k=top_k, chunk_size=chunk_size)
 
 
+@partial(jax.jit, static_argnums=(0,))
+def _english_batch(graphdef, state, input_ids, attention_mask):
+    """A connector model's English block [B, V_en] and the mean of the bridge states [B, d_b] (the memory's pool)."""
+    model = nnx.merge(graphdef, state)
+    states = model.bridge_states(input_ids, attention_mask)
+    m = attention_mask.astype(jnp.float32)[..., None]
+    pools = (states.astype(jnp.float32) * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
+    return model.english_from_states(states, attention_mask), pools
+
+
 class SparseEncoder:
     """A Flax NNX SPLADE encoder with its tokenizer (see the module docstring)."""
 
-    def __init__(self, model: MaskedLMEncoder, tokenizer):
+    def __init__(self, model: MaskedLMEncoder, tokenizer, memory: ParallelMemory | None = None):
         if not model.config.mlm_head:
             raise ValueError("SparseEncoder needs a model with an MLM head (config.mlm_head is False)")
         self.model = model
         self.tokenizer = tokenizer
+        self.memory = memory  # a connector folder's parallel memory (encode_english_queries)
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | Path, *, dtype: str = "float32", **config_overrides) -> SparseEncoder:
@@ -56,7 +72,7 @@ class SparseEncoder:
         folder (export/connector.py) gives the connector model with its bridge tokenizer."""
         if is_connector_folder(path_or_id):
             model, bridge_tokenizer, _ = load_connector(path_or_id, dtype=dtype)
-            return cls(model, bridge_tokenizer)
+            return cls(model, bridge_tokenizer, load_memory(path_or_id))
         model, tokenizer, _ = load_pretrained(path_or_id, dtype=dtype, **config_overrides)
         return cls(model, tokenizer)
 
@@ -117,6 +133,33 @@ class SparseEncoder:
                                 top_k, chunk)
             blocks.append(sp.csr_matrix(np.asarray(out)[:len(batch)], dtype=np.float32))
         return sp.vstack(blocks, format="csr")[np.argsort(order)]
+
+    def encode_english_queries(self, texts: list[str], batch_size: int = 32, max_length: int = 32,
+                               show_progress_bar: bool = False) -> sp.csr_matrix:
+        """A connector model's query vectors for an existing English index: csr_matrix [len(texts), English
+        vocabulary], the English block plus, when the folder has a parallel memory, its vector
+        (models/memory.py). Texts are truncated to max_length bridge tokens."""
+        if not isinstance(self.model, ConnectorSparseEncoder):
+            raise TypeError("encode_english_queries needs a connector model (a folder with connector_config.json)")
+        if isinstance(texts, str):
+            raise TypeError("encode_english_queries expects a list of texts, not a single string")
+        n_en = self.model.config.english_size
+        if len(texts) == 0:
+            return sp.csr_matrix((0, n_en), dtype=np.float32)
+        items = self.tokenize(texts, min(max_length, self.config.max_tokens))
+        order = np.argsort([len(it["input_ids"]) for it in items], kind="stable")
+        graphdef, state = nnx.split(self.model)
+        english, pools = [], []
+        for s in tqdm(range(0, len(items), batch_size), desc="encode", disable=not show_progress_bar):
+            batch = [items[i] for i in order[s:s + batch_size]]
+            length = bucket(max(len(b["input_ids"]) for b in batch), max_length, MIN_TOKENS)
+            ids, mask, _ = self._batch_arrays(batch, bucket(len(batch), batch_size), length)
+            e, p = _english_batch(graphdef, state, ids, mask)
+            english.append(sp.csr_matrix(np.asarray(e)[:len(batch)], dtype=np.float32))
+            pools.append(np.asarray(p)[:len(batch)])
+        back = np.argsort(order)
+        out = sp.vstack(english, format="csr")[back]
+        return out if self.memory is None else self.memory.add_to(out, np.concatenate(pools)[back])
 
     def save_pretrained(self, out_dir: str | Path, *, pooling: str | None = None) -> Path:
         """Write a folder that transformers and sentence_transformers.SparseEncoder load as is."""

@@ -14,7 +14,11 @@ curves; a finished stage is restored, not retrained):
 The frozen encoders run once per text (`training.connector_data` caches). After every stage: target ->
 target retrieval and target queries against the English index, through `evaluation.evaluator`; the
 results go to `<workdir>/results.{json,md}`, the model to `<workdir>/export` (`SparseEncoder.from_pretrained`)
-and `<workdir>/export_st` (`sentence_transformers.SparseEncoder(path, trust_remote_code=True)`).
+and `<workdir>/export_st` (`sentence_transformers.SparseEncoder(path, trust_remote_code=True)`). With
+`connector.memory` (models/memory.py) the queries against the English index also get the parallel memory's
+vector (rows "(xling)"; "(xling, no memory)" without it), the export holds the memory
+(`SparseEncoder.encode_english_queries`) and `<workdir>/export_st_xling` is that query encoder for
+sentence-transformers.
 """
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ from sembridge_jax.export.connector import output_names, save_connector
 from sembridge_jax.export.connector_st import export_connector_st
 from sembridge_jax.hf.load import load_pretrained
 from sembridge_jax.models.connector import ENGLISH_PARTS, ConnectorConfig, ConnectorSparseEncoder
+from sembridge_jax.models.memory import ParallelMemory
 from sembridge_jax.training import losses, trainer
 from sembridge_jax.training.connector_data import (
     AlignBatches,
@@ -67,7 +72,7 @@ from sembridge_jax.training.connector_objectives import (
 log = logging.getLogger(__name__)
 STAGES = ("align_en", "align_parallel", "retrieval", "xling_queries")
 # connector keys that only say where caches live and what is evaluated after the last stage
-EVAL_ONLY = ("state_cache", "mixed_pool", "combine_with")
+EVAL_ONLY = ("state_cache", "mixed_pool", "combine_with", "memory")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -151,6 +156,7 @@ class Job:
             cache_dir=str(self.cache / "eval"))
         self.dev = load_beir(config.eval.beir, config.eval.split)
         self.english_index = None
+        self.memory: ParallelMemory | None = None  # built by run()
         if k.english_index:
             pages = load_beir(k.english_index, config.eval.split)
             self.english_pages = pages
@@ -190,12 +196,33 @@ class Job:
         return AlignBatches(states, targets, batch_size=stage.batch_size, length=k.english.max_length,
                             seed=self.config.seed, echo=echo)
 
+    def parallel_data(self, n: int) -> tuple[list, RaggedStates, sp.csr_matrix]:
+        """The first n pairs of data.parallel.path, their target sides' bridge states and their English sides'
+        teacher logits. Computed (and cached) once for the most pairs the job uses, the parallel memory's or
+        align_parallel's, and sliced: the two share the bridge and teacher passes of their common pairs."""
+        k, c = self.config.connector, self.config
+        most = max(n, k.memory.max_pairs, k.align_parallel.max_pairs if k.align_parallel.steps else 0)
+        pairs, _ = read_parallel_tsv(c.data.parallel.path, max_pairs=most)
+        states = self.states([p[1] for p in pairs], k.english.max_length, "bridge: parallel")
+        targets = self.targets([p[0] for p in pairs], k.english.max_length)
+        n = min(n, len(pairs))
+        return pairs[:n], states.head(n), targets[:n]
+
+    def parallel_memory(self) -> ParallelMemory | None:
+        """The parallel memory of `connector.memory` (None when off): the first max_pairs pairs' target-side bridge
+        pools and the untouched English model's SPLADE vectors of their English sides."""
+        m = self.config.connector.memory
+        if not m.max_pairs:
+            return None
+        _, states, vectors = self.parallel_data(m.max_pairs)
+        vectors = vectors.copy()
+        vectors.data = np.log1p(vectors.data)  # raw positive max logits -> SPLADE weights
+        return ParallelMemory.build(states.means(), vectors, k=m.k, temperature=m.temperature, weight=m.weight)
+
     def align_parallel_data(self, stage) -> AlignBatches:
         k, c = self.config.connector, self.config
-        pairs, _ = read_parallel_tsv(c.data.parallel.path, max_pairs=stage.max_pairs)
-        english = [p[0] for p in pairs]
-        states = [self.states([p[1] for p in pairs], k.english.max_length, "bridge: parallel")]
-        targets = [self.targets(english, k.english.max_length)]
+        _, pair_states, pair_targets = self.parallel_data(stage.max_pairs)
+        states, targets = [pair_states], [pair_targets]
         if stage.english_mix and (k.english.tsv or k.english.corpus):
             _, mix_states, mix_targets = self.english_data()
             states.append(mix_states.head(stage.english_mix))
@@ -242,13 +269,15 @@ class Job:
     def evaluate(self, model, name: str) -> tuple[list[dict], SparseCollection, SparseCollection]:
         """Target queries against target pages (both through the connector model; with LexEcho also without
         its block) and, with an English index, against the English pages encoded by the untouched English model
-        (English block only); also the encoded dev queries and pages."""
+        (English block only, + the parallel memory's vector when there is one, and then also without it); also the
+        encoded dev queries and pages."""
         s = self.eval_settings
         t0 = time.perf_counter()
         n_en = model.config.english_size
         vocab = output_names(model.config, self.english_tokenizer, self.bridge_tokenizer)
-        queries = SparseCollection(list(self.dev.queries), self.encode(
-            model, list(self.dev.queries.values()), s.query_max_length, "bridge: dev queries"), vocab)
+        query_states = self.states(list(self.dev.queries.values()), s.query_max_length, "bridge: dev queries")
+        queries = SparseCollection(list(self.dev.queries),
+                                   encode_states(model, query_states, max_length=s.query_max_length), vocab)
         docs = SparseCollection(self.dev.doc_ids(), self.encode(model, self.dev.doc_texts(), s.doc_max_length,
                                                                 "bridge: pages"), vocab)
         encode_s = time.perf_counter() - t0
@@ -258,7 +287,12 @@ class Job:
             rows.append(evaluate_sparse(english_q, SparseCollection(docs.ids, docs.matrix[:, :n_en], vocab[:n_en]),
                                         self.dev, s, f"{name} (target, no echo)"))
         if self.english_index is not None:
-            rows.append(evaluate_sparse(english_q, self.english_index, self.xling_dataset(), s, f"{name} (xling)"))
+            if self.memory is not None:
+                with_memory = SparseCollection(english_q.ids, self.memory.add_to(english_q.matrix, query_states.means()),
+                                               english_q.vocab)
+                rows.append(evaluate_sparse(with_memory, self.english_index, self.xling_dataset(), s, f"{name} (xling)"))
+            rows.append(evaluate_sparse(english_q, self.english_index, self.xling_dataset(), s,
+                                        f"{name} (xling{', no memory' if self.memory is not None else ''})"))
         return rows, queries, docs
 
     def mixed_pool_row(self, model, name: str, queries: SparseCollection, docs: SparseCollection) -> dict:
@@ -304,6 +338,7 @@ class Job:
     def run(self) -> list[dict]:
         c, k = self.config, self.config.connector
         model = self.new_model()
+        self.memory = self.parallel_memory()
         rows = [evaluate_bm25(self.dev, self.eval_settings)]
         objectives = {
             "align_en": lambda st: align_objective(AlignSettings(margin=st.margin, nce=st.nce,
@@ -340,9 +375,12 @@ class Job:
             timings["final_eval"] = round(time.perf_counter() - t0, 1)
             write_report(rows, self.workdir, settings={"config": c.to_dict(), "stage_s": timings})
         out = save_connector(model, self.workdir / "export", bridge_folder=self.bridge_folder,
-                             english_tokenizer=self.english_tokenizer)
+                             english_tokenizer=self.english_tokenizer, memory=self.memory)
         log.info("exported to %s and %s (sentence-transformers)", out,
                  export_connector_st(out, self.workdir / "export_st"))
+        if self.memory is not None:
+            log.info("English-index query encoder (sentence-transformers, with the parallel memory): %s",
+                     export_connector_st(out, self.workdir / "export_st_xling", english_queries=True))
         self.model = model
         return rows
 

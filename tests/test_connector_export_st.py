@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from flax import nnx
 
@@ -20,6 +21,7 @@ from sembridge_jax.export.connector_st import export_connector_st
 from sembridge_jax.hf.load import load_model, read_config
 from sembridge_jax.hf.tokenizer import load_tokenizer
 from sembridge_jax.models.connector import ConnectorConfig, ConnectorSparseEncoder
+from sembridge_jax.models.memory import ParallelMemory
 from tests.test_connector_model import _randomize
 from tests.tiny_models import make_hf_folder
 
@@ -75,6 +77,13 @@ def test_cli_writes_the_st_folder(tmp_path, capsys):
     assert modules[0]["type"] == "st_connector_module.ConnectorSparseModule"
     cfg = json.loads((tmp_path / "st" / "sembridge_connector.json").read_text())
     assert cfg["echo"] and cfg["english_size"] == 1000 and cfg["bridge_vocab"] == 1000 and cfg["n_added"] == 1
+    with_memory, memory, _ = _with_memory(tmp_path, folder)
+    assert export_main(["--connector", str(with_memory), "--out", str(tmp_path / "st_q"), "--english-queries"]) == 0
+    cfg = json.loads((tmp_path / "st_q" / "sembridge_connector.json").read_text())
+    assert cfg["english_queries"] == {"k": 3, "temperature": 0.1, "weight": 0.7}
+    assert (tmp_path / "st_q" / "memory.safetensors").is_file()
+    with pytest.raises(SystemExit, match="--connector only"):
+        export_main(["--model", str(tmp_path / "en"), "--out", str(tmp_path / "x"), "--english-queries"])
 
 
 @pytest.mark.slow
@@ -181,3 +190,77 @@ def test_output_names(tmp_path):
     names = output_names(model.config, english_tok, bridge_tok)
     assert len(names) == model.config.vocab_size == 2000
     assert names[61] == "lights" and names[1061] == "echo:lights" and names[999] == "[DIM999]"
+
+
+def _with_memory(tmp_path, folder, *, weight=0.7):
+    """`folder` re-saved with a parallel memory over 12 texts of the tiny bridge (random sparse English values)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    keys_texts = [f"{a} {b}" for a in ("cat", "mat", "lights", "world") for b in ("sat", "the", "hello")]
+    tok = AutoTokenizer.from_pretrained(tmp_path / "bridge")
+    pools = _torch_pools(AutoModel.from_pretrained(tmp_path / "bridge", add_pooling_layer=False).eval(), tok,
+                         keys_texts)
+    rng = np.random.default_rng(0)
+    values = sp.random(len(keys_texts), 1000, density=0.02, random_state=1, format="csr", dtype=np.float32)
+    values.data = rng.uniform(0.1, 2.0, values.nnz).astype(np.float32)
+    memory = ParallelMemory.build(pools, values, k=3, temperature=0.1, weight=weight)
+    model, _, english_tokenizer = load_connector(folder)
+    return save_connector(model, tmp_path / "conn_mem", bridge_folder=tmp_path / "bridge",
+                          english_tokenizer=english_tokenizer, memory=memory), memory, tok
+
+
+def _torch_pools(bridge, tok, texts):
+    enc = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        x = bridge(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+    m = enc["attention_mask"][..., None].float()
+    return ((x * m).sum(1) / m.sum(1)).numpy()
+
+
+def _numpy_memory(memory, pools):
+    """The memory's vectors by brute force (full sort, one query at a time)."""
+    out = np.zeros((len(pools), memory.values.shape[1]), np.float32)
+    dense = memory.values.toarray()
+    for i, p in enumerate(pools):
+        q = (p - memory.center) / np.linalg.norm(p - memory.center)
+        sim = memory.keys @ q
+        top = np.argsort(-sim)[:memory.k]
+        w = np.exp(sim[top] / memory.temperature)
+        out[i] = (w / w.sum()) @ dense[top]
+    return out
+
+
+@pytest.mark.parametrize("echo", [False, True])
+def test_english_queries_with_memory_match_numpy_and_st(tmp_path, echo):
+    """encode_english_queries = the English block + weight x the memory (brute force over torch's bridge pools);
+    the sentence-transformers english_queries export gives the same within 1e-4."""
+    from transformers import AutoModel
+
+    folder, memory, tok = _with_memory(tmp_path, _connector_folder(tmp_path, echo=echo, n_added=1))
+    enc = SparseEncoder.from_pretrained(folder)
+    ours = enc.encode_english_queries(TEXTS, batch_size=3).toarray()
+    english = enc.encode(TEXTS, batch_size=3).toarray()[:, :1000]
+    pools = _torch_pools(AutoModel.from_pretrained(tmp_path / "bridge", add_pooling_layer=False).eval(), tok, TEXTS)
+    np.testing.assert_allclose(ours, english + 0.7 * _numpy_memory(memory, pools), atol=1e-4, rtol=1e-4)
+    assert (ours - english).max() > 0.05  # the memory added something
+
+    st, theirs = _st_encode(export_connector_st(folder, tmp_path / "st_q", english_queries=True), TEXTS)
+    assert theirs.shape == (len(TEXTS), 1000) and st.get_embedding_dimension() == 1000
+    np.testing.assert_allclose(theirs, ours, atol=1e-4, rtol=1e-4)
+
+
+def test_a_folder_without_memory_gives_the_english_block(tmp_path):
+    folder = _connector_folder(tmp_path, echo=True, n_added=0)
+    enc = SparseEncoder.from_pretrained(folder)
+    assert enc.memory is None
+    np.testing.assert_allclose(enc.encode_english_queries(TEXTS).toarray(), enc.encode(TEXTS).toarray()[:, :1000],
+                               atol=1e-6)
+    _, theirs = _st_encode(export_connector_st(folder, tmp_path / "st_q", english_queries=True), TEXTS)
+    np.testing.assert_allclose(theirs, enc.encode(TEXTS).toarray()[:, :1000], atol=1e-4, rtol=1e-4)
+    # re-saving without a memory removes a stale one
+    with_mem, _, _ = _with_memory(tmp_path, folder)
+    model, _, english_tokenizer = load_connector(with_mem)
+    save_connector(model, with_mem, bridge_folder=tmp_path / "bridge", english_tokenizer=english_tokenizer)
+    assert SparseEncoder.from_pretrained(with_mem).memory is None
+    with pytest.raises(TypeError, match="connector"):
+        SparseEncoder.from_pretrained(tmp_path / "en").encode_english_queries(TEXTS)

@@ -57,6 +57,8 @@ def get_config():
     k.retrieval.flops_warmup_steps = 1
     k.xling_queries.query_length = 8
     k.echo = True
+    k.memory.max_pairs = 20  # the parallel memory for the English-index queries
+    k.memory.k = 3
     k.combine_with = str(SETUP / "english")  # any sparse encoder folder stands in for a vocabulary-transfer export
     return c
 '''
@@ -99,7 +101,8 @@ def test_job_end_to_end(setup, finished):
     for stage in ("align_en", "align_parallel", "retrieval", "xling_queries"):
         assert (work / "stages" / stage / "metrics.jsonl").is_file()
         assert {r["model"] for r in rows if r.get("stage") == stage} >= {
-            f"connector/{stage} (target)", f"connector/{stage} (target, no echo)", f"connector/{stage} (xling)"}
+            f"connector/{stage} (target)", f"connector/{stage} (target, no echo)", f"connector/{stage} (xling)",
+            f"connector/{stage} (xling, no memory)"}
     last = [r for r in rows if r.get("stage") == "xling_queries"]
     mixed = next(r for r in last if r["model"].endswith("(mixed pool)"))
     assert mixed["num_docs"] == 2 * len(job.dev.corpus) and mixed["Max@R"] >= 2
@@ -122,6 +125,13 @@ def test_job_end_to_end(setup, finished):
     n_en = job.model.config.english_size
     assert (ref[:, :n_en] > 0).any() and (ref[:, n_en:] > 0).any()  # the English and the echo block
     assert (work / "export_st" / "modules.json").is_file()  # its parity: tests/test_connector_export_st.py
+    # the English-index queries: the English block + the job's parallel memory, as the (xling) rows scored them
+    assert enc.memory is not None and enc.memory.keys.shape[0] == 20 and enc.memory.k == 3
+    states = job.bridge.sequence_output(ids, mask)
+    pools = np.asarray((states * mask[..., None]).sum(1) / mask.sum(1, keepdims=True))
+    np.testing.assert_allclose(enc.encode_english_queries(texts, max_length=8).toarray(),
+                               job.memory.add_to(ref[:, :n_en], pools).toarray(), atol=1e-5)
+    assert (work / "export_st_xling" / "memory.safetensors").is_file()
 
 
 def test_retrieval_pairs_are_train_py_examples_with_a_mined_negative(setup, finished):

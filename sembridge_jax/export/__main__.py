@@ -2,10 +2,12 @@
 
     python -m sembridge_jax.export --model DIR_OR_HUB_ID --out DIR [--pooling max|sum]
     python -m sembridge_jax.export --checkpoint TRAIN_WORKDIR [--step N] --out DIR
-    python -m sembridge_jax.export --connector CONNECTOR_FOLDER --out DIR
+    python -m sembridge_jax.export --connector CONNECTOR_FOLDER --out DIR [--english-queries]
 
 --connector turns a connector folder (the connector runner's <workdir>/export) into a sentence-transformers
-SparseEncoder folder with its PyTorch module code inside (load it with trust_remote_code=True; connector_st.py).
+SparseEncoder folder with its PyTorch module code inside (load it with trust_remote_code=True; connector_st.py);
+with --english-queries the folder encodes queries for an existing English index (English vocabulary only,
++ the connector folder's parallel memory: `SparseEncoder.encode_english_queries`).
 
 TRAIN_WORKDIR and DIR may be object-store URLs (gs://bucket/run).
 
@@ -32,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--checkpoint", help="training workdir, local or gs:// (or one of its compare/<method> run folders)")
     src.add_argument("--connector", help="connector folder (connector_config.json): write a sentence-transformers "
                                          "folder with PyTorch module code (load with trust_remote_code=True)")
+    p.add_argument("--english-queries", action="store_true",
+                   help="with --connector: the English-index query encoder (English block + parallel memory)")
     p.add_argument("--step", type=int, default=None, help="with --checkpoint: the step (default: the newest)")
     p.add_argument("--out", required=True, help="output folder, local or gs://")
     p.add_argument("--pooling", choices=["max", "sum"], default=None,
@@ -56,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.connector:
         if args.pooling:
             raise SystemExit("--pooling does not apply to --connector (the connector folder sets its pooling)")
-        print(f"wrote {export_connector_st(args.connector, args.out)}")
+        print(f"wrote {export_connector_st(args.connector, args.out, english_queries=args.english_queries)}")
         return 0
+    if args.english_queries:
+        raise SystemExit("--english-queries applies to --connector only")
     model, tokenizer = load_source(args)
     out = export_to_hf(model, tokenizer, args.out, pooling=args.pooling)
     print(f"wrote {out}")

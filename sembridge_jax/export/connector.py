@@ -5,6 +5,7 @@ loads such a folder (it has `connector_config.json`).
     <out>/connector.npz           every weight but the bridge's, by flat path ("layers.0.ffn_up.kernel", ...)
     <out>/bridge/                 the frozen multilingual encoder's own folder (weights + its tokenizer)
     <out>/english_tokenizer/      the English model's tokenizer: names of the output dimensions
+    <out>/memory.npz              optional: the parallel memory for English-index queries (models/memory.py)
 
 Inputs are tokenised with the BRIDGE tokenizer; output dimensions are the English vocabulary, followed with
 LexEcho (`ConnectorConfig.echo`) by the bridge vocabulary (`output_names`).
@@ -26,6 +27,7 @@ from sembridge_jax.evaluation.encode import vocab_tokens
 from sembridge_jax.hf.load import load_pretrained, read_config
 from sembridge_jax.hf.tokenizer import load_tokenizer
 from sembridge_jax.models.connector import ConnectorConfig, ConnectorSparseEncoder
+from sembridge_jax.models.memory import MEMORY_FILE, ParallelMemory
 from sembridge_jax.storage import replace_file
 
 CONFIG_FILE = "connector_config.json"
@@ -64,11 +66,19 @@ def link_or_copy(src, dst):
 
 
 def save_connector(model: ConnectorSparseEncoder, out: str | os.PathLike, *, bridge_folder: str | os.PathLike,
-                   english_tokenizer) -> Path:
+                   english_tokenizer, memory: ParallelMemory | None = None) -> Path:
     """Write the folder described in the module docstring (local path); returns it. `model` may run from
-    cached states (no bridge attached): the folder then names and holds `bridge_folder`'s encoder."""
+    cached states (no bridge attached): the folder then names and holds `bridge_folder`'s encoder. Without
+    a `memory` any memory file a previous export left is removed (it would belong to another run)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if memory is None:
+        (out / MEMORY_FILE).unlink(missing_ok=True)
+    else:
+        if memory.values.shape[1] != model.config.english_size:
+            raise ValueError(f"parallel memory: vectors of width {memory.values.shape[1]}, the English vocabulary "
+                             f"has {model.config.english_size}")
+        replace_file(out / MEMORY_FILE, memory.to_bytes())
     config = dataclasses.replace(model.config, bridge=read_config(Path(bridge_folder)))
     replace_file(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2).encode())
     buf = io.BytesIO()
@@ -96,6 +106,12 @@ def read_connector_config(folder: Path) -> ConnectorConfig:
         raise ValueError(f"{f}: invalid JSON at line {e.lineno}: {e.msg}") from e
     except (TypeError, KeyError, ValueError) as e:
         raise ValueError(f"{f}: not a connector config: {e}") from e
+
+
+def load_memory(folder: str | os.PathLike) -> ParallelMemory | None:
+    """The folder's parallel memory, None when it has none."""
+    path = Path(folder) / MEMORY_FILE
+    return ParallelMemory.load(path) if path.is_file() else None
 
 
 def load_connector(folder: str | os.PathLike, *, dtype: str = "float32"):

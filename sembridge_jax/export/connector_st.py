@@ -11,8 +11,11 @@ SparseEncoder folder with PyTorch module code inside it, loaded with
                                            embedding LayerNorm, layers, MLM head, the frozen vocabulary rows)
                                            + the English tokenizer (names of the output dimensions)
     <out>/config_sentence_transformers.json
+    <out>/memory.safetensors               with english_queries and a connector folder that has a parallel memory
 
-Output columns: the English vocabulary (english/'s token ids), then with the echo the bridge vocabulary.
+Output columns: the English vocabulary (english/'s token ids), then with the echo the bridge vocabulary;
+`english_queries=True`: the English vocabulary only, the English block + the parallel memory's vector
+(`SparseEncoder.encode_english_queries`): query vectors for an existing English index.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import numpy as np
 from flax import nnx
 from safetensors.numpy import save_file
 
-from sembridge_jax.export.connector import BRIDGE_DIR, CONFIG_FILE, link_or_copy, load_connector
+from sembridge_jax.export.connector import BRIDGE_DIR, CONFIG_FILE, link_or_copy, load_connector, load_memory
 from sembridge_jax.hf.save import hf_tensors, max_seq_length
 from sembridge_jax.models.build import build_model
 from sembridge_jax.models.connector import ENGLISH_PARTS, ConnectorSparseEncoder
@@ -36,6 +39,7 @@ MODULE_SOURCE = Path(__file__).with_name("st_connector_module.py")
 CLASS_REF = "st_connector_module.ConnectorSparseModule"
 MODULE_CONFIG = "sembridge_connector.json"  # st_connector_module.CONFIG_FILE
 ST_WEIGHTS = "connector.safetensors"  # st_connector_module.WEIGHTS_FILE
+ST_MEMORY = "memory.safetensors"  # st_connector_module.MEMORY_FILE
 ENGLISH_DIR = "english"
 # English architectures whose transformers *ForMaskedLM takes inputs_embeds with explicit position ids.
 EXPORTABLE_ARCHS = ("bert", "roberta")
@@ -95,17 +99,25 @@ def _copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=link_or_copy)
 
 
-def export_connector_st(folder: str | os.PathLike, out: str | os.PathLike):
+def export_connector_st(folder: str | os.PathLike, out: str | os.PathLike, *, english_queries: bool = False):
     """Write the folder described in the module docstring from the connector folder `folder` (what
     `save_connector` / the connector runner's `<workdir>/export` holds) to `out` (either may be an
-    object-store URL); returns `out`. Its SparseEncoder output equals `SparseEncoder.from_pretrained(folder)`'s."""
+    object-store URL); returns `out`. Its SparseEncoder output equals `SparseEncoder.from_pretrained(folder)`'s
+    `encode` (`english_queries`: its `encode_english_queries`)."""
     if not is_remote(folder) and not is_remote(out) and Path(out).resolve() == Path(folder).resolve():
         raise ValueError(f"{out}: the sentence-transformers folder must not be the connector folder itself")
     with readable_dir(folder) as local_src:
-        return _export(Path(local_src), Path(folder), out)
+        return _export(Path(local_src), Path(folder), out, english_queries)
 
 
-def _export(folder: Path, name: Path, out):
+def _memory_tensors(memory) -> dict[str, np.ndarray]:
+    v = memory.values
+    return {"keys": memory.keys.astype(np.float32), "center": memory.center.astype(np.float32),
+            "indptr": v.indptr.astype(np.int64), "indices": v.indices.astype(np.int64),
+            "data": v.data.astype(np.float32), "shape": np.asarray(v.shape, np.int64)}
+
+
+def _export(folder: Path, name: Path, out, english_queries: bool):
     model, bridge_tokenizer, english_tokenizer = load_connector(folder)
     cfg = model.config
     if cfg.english.arch not in EXPORTABLE_ARCHS:
@@ -119,6 +131,11 @@ def _export(folder: Path, name: Path, out):
         "english_size": cfg.english_size, "bridge_vocab": cfg.bridge_vocab, "pooling": cfg.splade_pooling,
         "max_seq_length": max_seq_length(model, bridge_tokenizer),
     }
+    memory = load_memory(folder) if english_queries else None
+    if english_queries:
+        module_config["english_queries"] = {"k": memory.k, "temperature": memory.temperature,
+                                            "weight": memory.weight} if memory else {"k": 1, "temperature": 1.0,
+                                                                                      "weight": 0.0}
     with writable_dir(out) as local:
         local = Path(local)
         _copy_tree(folder / BRIDGE_DIR, local / BRIDGE_DIR)
@@ -127,6 +144,9 @@ def _export(folder: Path, name: Path, out):
         save_file(hf_tensors(english), str(local / ENGLISH_DIR / "model.safetensors"), metadata={"format": "pt"})
         english_tokenizer.save_pretrained(str(local / ENGLISH_DIR))
         save_file(connector_tensors(model), str(local / ST_WEIGHTS), metadata={"format": "pt"})
+        (local / ST_MEMORY).unlink(missing_ok=True)
+        if memory is not None:
+            save_file(_memory_tensors(memory), str(local / ST_MEMORY))
         _write_json(local / MODULE_CONFIG, module_config)
         shutil.copy(MODULE_SOURCE, local / MODULE_SOURCE.name)
         _write_json(local / "modules.json", [{"idx": 0, "name": "0", "path": "", "type": CLASS_REF}])

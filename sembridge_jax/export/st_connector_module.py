@@ -15,7 +15,11 @@ the export folder and imported from there. The computation, for texts tokenised 
       [-> LexEcho (echo on): |s| * max over positions with the same bridge token id of relu(u . x + c)]
 
 Output: [B, V_en] (English vocabulary, ids of english/'s tokenizer), or with the echo [B, V_en + V_bridge]
-(then columns V_en + i are bridge token id i). `SparseEncoder.decode` names columns through the module's
+(then columns V_en + i are bridge token id i). A folder exported for English-index queries (config key
+"english_queries": {k, temperature, weight}) outputs [B, V_en]: the English block + weight * the parallel
+memory's vector (memory.safetensors; sembridge_jax/models/memory.py): the English model's vectors of the
+k parallel pairs whose target sides' centred mean-pooled bridge states are nearest the text's, mixed by
+softmax(cosine / temperature). `SparseEncoder.decode` names columns through the module's
 `tokenizer.convert_ids_to_tokens`: here a copy of the bridge tokenizer whose convert_ids_to_tokens names
 OUTPUT columns (English tokens, then "echo:" + bridge pieces); inputs are tokenised by `bridge_tokenizer`.
 Weights: connector.safetensors (connector, added, echo);
@@ -43,6 +47,26 @@ WEIGHTS_FILE = "connector.safetensors"
 BRIDGE_DIR = "bridge"
 ENGLISH_DIR = "english"
 ECHO_PREFIX = "echo:"
+MEMORY_FILE = "memory.safetensors"
+
+
+class ParallelMemory(torch.nn.Module):
+    """keys [N, d] (unit rows), center [d], values [N, V_en] (CSR parts); see the module docstring."""
+
+    def __init__(self, tensors: dict, k: int, temperature: float):
+        super().__init__()
+        self.k, self.temperature = int(k), float(temperature)
+        for name in ("keys", "center", "indptr", "indices", "data", "shape"):
+            self.register_buffer(name, tensors[name], persistent=False)
+
+    def forward(self, pools):
+        q = torch.nn.functional.normalize(pools - self.center, dim=-1, eps=1e-12)
+        sim, top = (q @ self.keys.T).topk(min(self.k, self.keys.shape[0]), dim=-1)
+        w = torch.softmax((sim - sim.amax(-1, keepdim=True)) / self.temperature, dim=-1)
+        values = torch.sparse_csr_tensor(self.indptr, self.indices, self.data, tuple(self.shape.tolist()),
+                                         check_invariants=False)
+        rows = values.to_sparse_coo().index_select(0, top.flatten()).to_dense()
+        return (w.reshape(-1, 1) * rows).reshape(*top.shape, -1).sum(1)
 
 
 class Connector(torch.nn.Module):
@@ -87,6 +111,7 @@ class ConnectorSparseModule(InputModule):
         self.connector = (None if c["kind"] == "identity"
                           else Connector(c["bridge_hidden"], c["connector_hidden"], d, c["layer_norm_eps"]))
         self.added = torch.nn.Parameter(torch.zeros(c["n_added"], d)) if c["n_added"] else None
+        self.memory = None  # set by `load` for an English-queries folder with a memory file
         if c["echo"]:
             self.echo = torch.nn.Linear(c["bridge_hidden"], 1)
             self.echo_scale = torch.nn.Parameter(torch.zeros(()))
@@ -103,6 +128,8 @@ class ConnectorSparseModule(InputModule):
         self.config["max_seq_length"] = int(value)
 
     def get_embedding_dimension(self) -> int:
+        if self.config.get("english_queries"):
+            return self.config["english_size"]
         return self.config["english_size"] + (self.config["bridge_vocab"] if self.config["echo"] else 0)
 
     get_sentence_embedding_dimension = get_embedding_dimension  # sentence-transformers 5
@@ -136,7 +163,12 @@ class ConnectorSparseModule(InputModule):
                               token_type_ids=torch.zeros_like(m)).logits.float()
         w = torch.log1p(torch.relu(logits)) * m[..., None]
         vec = w.amax(1) if self.config["pooling"] == "max" else w.sum(1)
-        if self.echo is not None:
+        if self.config.get("english_queries"):
+            if self.memory is not None:
+                real = mask[..., None].float()
+                pools = (x * real).sum(1) / real.sum(1).clamp(min=1.0)
+                vec = vec + self.config["english_queries"]["weight"] * self.memory(pools)
+        elif self.echo is not None:
             e = torch.relu(self.echo(x)[..., 0]) * mask
             block = torch.zeros(b, self.config["bridge_vocab"], device=e.device, dtype=e.dtype)
             block = block.scatter_reduce(1, ids.long(), e, reduce="amax", include_self=True)
@@ -155,6 +187,8 @@ class ConnectorSparseModule(InputModule):
         self.english.save_pretrained(os.path.join(output_path, ENGLISH_DIR))
         self.english_tokenizer.save_pretrained(os.path.join(output_path, ENGLISH_DIR))
         save_file(self._small_state(), os.path.join(output_path, WEIGHTS_FILE))
+        if self.memory is not None:
+            save_file({k: v.contiguous() for k, v in self.memory._buffers.items()}, os.path.join(output_path, MEMORY_FILE))
         with open(os.path.join(output_path, CONFIG_FILE), "w", encoding="utf-8") as f:
             json.dump(self.config, f, indent=2)
         if os.path.abspath(os.path.dirname(__file__)) != os.path.abspath(output_path):
@@ -176,6 +210,10 @@ class ConnectorSparseModule(InputModule):
         weights_file = os.path.join(folder, WEIGHTS_FILE)
         missing, unexpected = module.load_state_dict(load_file(weights_file), strict=False)
         missing = [k for k in missing if not k.startswith(("bridge.", "english."))]
+        memory_file = os.path.join(folder, MEMORY_FILE)
+        if config.get("english_queries") and os.path.isfile(memory_file):
+            q = config["english_queries"]
+            module.memory = ParallelMemory(load_file(memory_file), q["k"], q["temperature"])
         if missing or unexpected:
             raise ValueError(f"{weights_file}: does not match {CONFIG_FILE}: missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]}")

@@ -70,6 +70,11 @@ class RaggedStates:
             out[r, :e - s] = values[s:e]
         return out
 
+    def means(self) -> np.ndarray:
+        """[N, d] float32 mean of each text's states (`models.memory.mean_pool` of the unpadded rows)."""
+        sums = np.add.reduceat(self.flat.astype(np.float32), self.offsets[:-1], axis=0)
+        return sums / np.maximum(np.diff(self.offsets), 1)[:, None]
+
     def head(self, n: int) -> RaggedStates:
         """The first n texts (a view: a prefix of a cached list needs no second cache entry)."""
         n = min(n, len(self))

@@ -34,6 +34,8 @@ def _connector_rules(c):
         yield "connector.english_index", "must be set when connector.retrieval.xling > 0"
     if k.xling_queries.steps and not (k.english_index and c.data.train.path):
         yield "connector.english_index", "connector.xling_queries needs connector.english_index and data.train.path"
+    if k.memory.max_pairs and not c.data.parallel.path:
+        yield "data.parallel.path", "must be set when connector.memory.max_pairs > 0"
     if k.align_en.steps and not (k.english.tsv or k.english.corpus):
         yield "connector.english.tsv", "set connector.english.tsv and/or connector.english.corpus for align_en"
 
@@ -56,6 +58,15 @@ CONNECTOR = Section({
                         "English pages (English inclination: Max@R, Complete@K); needs english_index"),
     "combine_with": Field("", "a train.py export folder (vocabulary transfer): after the last stage, score fusion "
                           "[connector | its target vocabulary] on the dev set", path="input"),
+    "memory": Section({
+        "max_pairs": Field(0, "parallel memory for English-index queries (models/memory.py): the first N pairs of "
+                           "data.parallel.path; a query's English-block vector gets the English model's vectors of "
+                           "the English sides of the pairs whose target sides are nearest in the bridge; 0 = off",
+                           ge=0),
+        "k": Field(10, "nearest pairs mixed (WECHSEL's top-10)", ge=1),
+        "temperature": Field(0.1, "softmax temperature over their centred cosines (WECHSEL's 0.1)", gt=0.0),
+        "weight": Field(1.0, "weight of the memory's vector added to the English block", gt=0.0),
+    }),
     "english": Section({
         "tsv": Field("", "TSV whose first column is English text (header line skipped)", path="input"),
         "corpus": Field("", "BEIR folder whose English pages are split into lines / sentences", path="input"),
