@@ -60,6 +60,13 @@ TrainState = dict[str, Any]  # {"params": {path: array}, "opt": optax state, "st
 # ----------------------------------------------------------------------------- loss + step
 
 
+def _splade(model, ids, mask, types, dropout_key):
+    """model.splade, with a dropout key only when there is one (a model without dropout need not take it)."""
+    if dropout_key is None:
+        return model.splade(ids, mask, types)
+    return model.splade(ids, mask, types, dropout_key=dropout_key)
+
+
 def encode_batch(model: nnx.Module, batch: Mapping[str, jax.Array], dropout_keys=(None, None)
                  ) -> tuple[jax.Array, jax.Array]:
     """SPLADE vectors of the batch: queries [B, V] and documents [B, 1 + H, V] (positive first);
@@ -68,13 +75,13 @@ def encode_batch(model: nnx.Module, batch: Mapping[str, jax.Array], dropout_keys
     Batch keys: ``query_input_ids``/``query_attention_mask`` [B, Lq] and
     ``doc_input_ids``/``doc_attention_mask`` [B, 1 + H, Ld] (optional ``*_token_type_ids``).
     """
-    q = model.splade(batch["query_input_ids"], batch["query_attention_mask"], batch.get("query_token_type_ids"),
-                     dropout_key=dropout_keys[0])
+    q = _splade(model, batch["query_input_ids"], batch["query_attention_mask"], batch.get("query_token_type_ids"),
+                dropout_keys[0])
     ids = batch["doc_input_ids"]
     b, group, length = ids.shape
     flat = lambda x: None if x is None else x.reshape(b * group, length)
-    d = model.splade(flat(ids), flat(batch["doc_attention_mask"]), flat(batch.get("doc_token_type_ids")),
-                     dropout_key=dropout_keys[1])
+    d = _splade(model, flat(ids), flat(batch["doc_attention_mask"]), flat(batch.get("doc_token_type_ids")),
+                dropout_keys[1])
     return q, d.reshape(b, group, -1)
 
 
@@ -89,10 +96,10 @@ def splade_objective(settings: losses.LossSettings, dropout_seed: int | None = N
         q, d = encode_batch(model, batch, keys[:2])
         xling = None
         if settings.xling_weight:
-            src = model.splade(batch["src_input_ids"], batch["src_attention_mask"], batch.get("src_token_type_ids"),
-                               dropout_key=keys[2])
-            tgt = model.splade(batch["tgt_input_ids"], batch["tgt_attention_mask"], batch.get("tgt_token_type_ids"),
-                               dropout_key=keys[3])
+            src = _splade(model, batch["src_input_ids"], batch["src_attention_mask"], batch.get("src_token_type_ids"),
+                          keys[2])
+            tgt = _splade(model, batch["tgt_input_ids"], batch["tgt_attention_mask"], batch.get("tgt_token_type_ids"),
+                          keys[3])
             xling = (src, tgt)
         return losses.total_loss(settings, q, d, step, teacher_scores=batch.get("teacher_scores"), xling=xling)
 
