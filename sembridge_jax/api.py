@@ -117,22 +117,15 @@ class SparseEncoder:
             raise TypeError("encode expects a list of texts, not a single string")
         if len(texts) == 0:
             return sp.csr_matrix((0, self.vocab_size), dtype=np.float32)
-        max_length = min(max_length, self.config.max_tokens)
-        items = self.tokenize(texts, max_length)
-        order = np.argsort([len(it["input_ids"]) for it in items], kind="stable")
         chunk = self.config.splade_chunk_size if chunk_size is None else chunk_size
         graphdef, state = nnx.split(self.model)
+        back, batches = self._sorted_batches(texts, batch_size, max_length, show_progress_bar)
         blocks = []
-        for s in tqdm(range(0, len(items), batch_size), desc="encode", disable=not show_progress_bar):
-            idx = order[s:s + batch_size]
-            batch = [items[i] for i in idx]
-            rows = bucket(len(batch), batch_size)
-            length = bucket(max(len(b["input_ids"]) for b in batch), max_length, MIN_TOKENS)
-            ids, mask, types = self._batch_arrays(batch, rows, length)
+        for n, ids, mask, types in batches:
             out = _splade_batch(graphdef, state, ids, mask, types if self.config.type_vocab_size else None,
                                 top_k, chunk)
-            blocks.append(sp.csr_matrix(np.asarray(out)[:len(batch)], dtype=np.float32))
-        return sp.vstack(blocks, format="csr")[np.argsort(order)]
+            blocks.append(sp.csr_matrix(np.asarray(out)[:n], dtype=np.float32))
+        return sp.vstack(blocks, format="csr")[back]
 
     def encode_english_queries(self, texts: list[str], batch_size: int = 32, max_length: int = 32,
                                show_progress_bar: bool = False) -> sp.csr_matrix:
@@ -143,23 +136,32 @@ class SparseEncoder:
             raise TypeError("encode_english_queries needs a connector model (a folder with connector_config.json)")
         if isinstance(texts, str):
             raise TypeError("encode_english_queries expects a list of texts, not a single string")
-        n_en = self.model.config.english_size
         if len(texts) == 0:
-            return sp.csr_matrix((0, n_en), dtype=np.float32)
-        items = self.tokenize(texts, min(max_length, self.config.max_tokens))
-        order = np.argsort([len(it["input_ids"]) for it in items], kind="stable")
+            return sp.csr_matrix((0, self.model.config.english_size), dtype=np.float32)
         graphdef, state = nnx.split(self.model)
+        back, batches = self._sorted_batches(texts, batch_size, max_length, show_progress_bar)
         english, pools = [], []
-        for s in tqdm(range(0, len(items), batch_size), desc="encode", disable=not show_progress_bar):
-            batch = [items[i] for i in order[s:s + batch_size]]
-            length = bucket(max(len(b["input_ids"]) for b in batch), max_length, MIN_TOKENS)
-            ids, mask, _ = self._batch_arrays(batch, bucket(len(batch), batch_size), length)
+        for n, ids, mask, _ in batches:
             e, p = _english_batch(graphdef, state, ids, mask)
-            english.append(sp.csr_matrix(np.asarray(e)[:len(batch)], dtype=np.float32))
-            pools.append(np.asarray(p)[:len(batch)])
-        back = np.argsort(order)
+            english.append(sp.csr_matrix(np.asarray(e)[:n], dtype=np.float32))
+            pools.append(np.asarray(p)[:n])
         out = sp.vstack(english, format="csr")[back]
         return out if self.memory is None else self.memory.add_to(out, np.concatenate(pools)[back])
+
+    def _sorted_batches(self, texts: list[str], batch_size: int, max_length: int, show_progress_bar: bool):
+        """`texts` tokenised (max_length capped at what the position table covers), sorted by length and padded
+        to bucketed shapes: (the row order that undoes the sort, an iterator of (real rows, ids, mask, types))."""
+        max_length = min(max_length, self.config.max_tokens)
+        items = self.tokenize(texts, max_length)
+        order = np.argsort([len(it["input_ids"]) for it in items], kind="stable")
+
+        def batches():
+            for s in tqdm(range(0, len(items), batch_size), desc="encode", disable=not show_progress_bar):
+                batch = [items[i] for i in order[s:s + batch_size]]
+                length = bucket(max(len(b["input_ids"]) for b in batch), max_length, MIN_TOKENS)
+                yield (len(batch), *self._batch_arrays(batch, bucket(len(batch), batch_size), length))
+
+        return np.argsort(order), batches()
 
     def save_pretrained(self, out_dir: str | Path, *, pooling: str | None = None) -> Path:
         """Write a folder that transformers and sentence_transformers.SparseEncoder load as is."""

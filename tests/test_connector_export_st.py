@@ -80,8 +80,11 @@ def test_cli_writes_the_st_folder(tmp_path, capsys):
     with_memory, memory, _ = _with_memory(tmp_path, folder)
     assert export_main(["--connector", str(with_memory), "--out", str(tmp_path / "st_q"), "--english-queries"]) == 0
     cfg = json.loads((tmp_path / "st_q" / "sembridge_connector.json").read_text())
-    assert cfg["english_queries"] == {"k": 3, "temperature": 0.1, "weight": 0.7}
-    assert (tmp_path / "st_q" / "memory.safetensors").is_file()
+    assert cfg["english_queries"] is True and cfg["memory"] is True
+    assert (tmp_path / "st_q" / "memory.npz").is_file()
+    (tmp_path / "st_q" / "memory.npz").unlink()  # a folder that says it has a memory and lacks it
+    with pytest.raises(FileNotFoundError, match="memory.npz"):
+        _st_encode(tmp_path / "st_q", TEXTS)
     with pytest.raises(SystemExit, match="--connector only"):
         export_main(["--model", str(tmp_path / "en"), "--out", str(tmp_path / "x"), "--english-queries"])
 

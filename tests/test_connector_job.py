@@ -131,7 +131,7 @@ def test_job_end_to_end(setup, finished):
     pools = np.asarray((states * mask[..., None]).sum(1) / mask.sum(1, keepdims=True))
     np.testing.assert_allclose(enc.encode_english_queries(texts, max_length=8).toarray(),
                                job.memory.add_to(ref[:, :n_en], pools).toarray(), atol=1e-5)
-    assert (work / "export_st_xling" / "memory.safetensors").is_file()
+    assert (work / "export_st_xling" / "memory.npz").is_file()
 
 
 def test_retrieval_pairs_are_train_py_examples_with_a_mined_negative(setup, finished):

@@ -11,7 +11,7 @@ SparseEncoder folder with PyTorch module code inside it, loaded with
                                            embedding LayerNorm, layers, MLM head, the frozen vocabulary rows)
                                            + the English tokenizer (names of the output dimensions)
     <out>/config_sentence_transformers.json
-    <out>/memory.safetensors               with english_queries and a connector folder that has a parallel memory
+    <out>/memory.npz                       with english_queries: the connector folder's parallel memory, if any
 
 Output columns: the English vocabulary (english/'s token ids), then with the echo the bridge vocabulary;
 `english_queries=True`: the English vocabulary only, the English block + the parallel memory's vector
@@ -28,18 +28,18 @@ import numpy as np
 from flax import nnx
 from safetensors.numpy import save_file
 
-from sembridge_jax.export.connector import BRIDGE_DIR, CONFIG_FILE, link_or_copy, load_connector, load_memory
+from sembridge_jax.export.connector import BRIDGE_DIR, CONFIG_FILE, link_or_copy, load_connector
 from sembridge_jax.hf.save import hf_tensors, max_seq_length
 from sembridge_jax.models.build import build_model
 from sembridge_jax.models.connector import ENGLISH_PARTS, ConnectorSparseEncoder
 from sembridge_jax.models.encoder import MaskedLMEncoder
+from sembridge_jax.models.memory import MEMORY_FILE
 from sembridge_jax.storage import as_path, is_remote, readable_dir, writable_dir
 
 MODULE_SOURCE = Path(__file__).with_name("st_connector_module.py")
 CLASS_REF = "st_connector_module.ConnectorSparseModule"
 MODULE_CONFIG = "sembridge_connector.json"  # st_connector_module.CONFIG_FILE
 ST_WEIGHTS = "connector.safetensors"  # st_connector_module.WEIGHTS_FILE
-ST_MEMORY = "memory.safetensors"  # st_connector_module.MEMORY_FILE
 ENGLISH_DIR = "english"
 # English architectures whose transformers *ForMaskedLM takes inputs_embeds with explicit position ids.
 EXPORTABLE_ARCHS = ("bert", "roberta")
@@ -110,13 +110,6 @@ def export_connector_st(folder: str | os.PathLike, out: str | os.PathLike, *, en
         return _export(Path(local_src), Path(folder), out, english_queries)
 
 
-def _memory_tensors(memory) -> dict[str, np.ndarray]:
-    v = memory.values
-    return {"keys": memory.keys.astype(np.float32), "center": memory.center.astype(np.float32),
-            "indptr": v.indptr.astype(np.int64), "indices": v.indices.astype(np.int64),
-            "data": v.data.astype(np.float32), "shape": np.asarray(v.shape, np.int64)}
-
-
 def _export(folder: Path, name: Path, out, english_queries: bool):
     model, bridge_tokenizer, english_tokenizer = load_connector(folder)
     cfg = model.config
@@ -131,11 +124,8 @@ def _export(folder: Path, name: Path, out, english_queries: bool):
         "english_size": cfg.english_size, "bridge_vocab": cfg.bridge_vocab, "pooling": cfg.splade_pooling,
         "max_seq_length": max_seq_length(model, bridge_tokenizer),
     }
-    memory = load_memory(folder) if english_queries else None
     if english_queries:
-        module_config["english_queries"] = {"k": memory.k, "temperature": memory.temperature,
-                                            "weight": memory.weight} if memory else {"k": 1, "temperature": 1.0,
-                                                                                      "weight": 0.0}
+        module_config.update(english_queries=True, memory=(folder / MEMORY_FILE).is_file())
     with writable_dir(out) as local:
         local = Path(local)
         _copy_tree(folder / BRIDGE_DIR, local / BRIDGE_DIR)
@@ -144,9 +134,9 @@ def _export(folder: Path, name: Path, out, english_queries: bool):
         save_file(hf_tensors(english), str(local / ENGLISH_DIR / "model.safetensors"), metadata={"format": "pt"})
         english_tokenizer.save_pretrained(str(local / ENGLISH_DIR))
         save_file(connector_tensors(model), str(local / ST_WEIGHTS), metadata={"format": "pt"})
-        (local / ST_MEMORY).unlink(missing_ok=True)
-        if memory is not None:
-            save_file(_memory_tensors(memory), str(local / ST_MEMORY))
+        (local / MEMORY_FILE).unlink(missing_ok=True)
+        if module_config.get("memory"):
+            link_or_copy(folder / MEMORY_FILE, local / MEMORY_FILE)
         _write_json(local / MODULE_CONFIG, module_config)
         shutil.copy(MODULE_SOURCE, local / MODULE_SOURCE.name)
         _write_json(local / "modules.json", [{"idx": 0, "name": "0", "path": "", "type": CLASS_REF}])

@@ -3,7 +3,7 @@ that `sembridge_jax.export.connector_st.export_connector_st` makes; loaded with
 
     SparseEncoder(folder, trust_remote_code=True)
 
-This file is standalone (torch, transformers, safetensors, sentence-transformers only): it is copied into
+This file is standalone (torch, numpy, transformers, safetensors, sentence-transformers only): it is copied into
 the export folder and imported from there. The computation, for texts tokenised with the BRIDGE tokenizer:
 
     bridge/ (transformers AutoModel, frozen multilingual encoder) -> last hidden states x [B, L, d_b]
@@ -16,10 +16,10 @@ the export folder and imported from there. The computation, for texts tokenised 
 
 Output: [B, V_en] (English vocabulary, ids of english/'s tokenizer), or with the echo [B, V_en + V_bridge]
 (then columns V_en + i are bridge token id i). A folder exported for English-index queries (config key
-"english_queries": {k, temperature, weight}) outputs [B, V_en]: the English block + weight * the parallel
-memory's vector (memory.safetensors; sembridge_jax/models/memory.py): the English model's vectors of the
-k parallel pairs whose target sides' centred mean-pooled bridge states are nearest the text's, mixed by
-softmax(cosine / temperature). `SparseEncoder.decode` names columns through the module's
+"english_queries" true) outputs [B, V_en]: the English block, + with "memory" true weight * the parallel
+memory's vector (memory.npz, the connector folder's own file; sembridge_jax/models/memory.py): the English
+model's vectors of the k parallel pairs whose target sides' centred mean-pooled bridge states are nearest
+the text's, mixed by softmax(cosine / temperature). `SparseEncoder.decode` names columns through the module's
 `tokenizer.convert_ids_to_tokens`: here a copy of the bridge tokenizer whose convert_ids_to_tokens names
 OUTPUT columns (English tokens, then "echo:" + bridge pieces); inputs are tokenised by `bridge_tokenizer`.
 Weights: connector.safetensors (connector, added, echo);
@@ -33,6 +33,7 @@ import os
 import shutil
 import types
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
@@ -47,17 +48,21 @@ WEIGHTS_FILE = "connector.safetensors"
 BRIDGE_DIR = "bridge"
 ENGLISH_DIR = "english"
 ECHO_PREFIX = "echo:"
-MEMORY_FILE = "memory.safetensors"
+MEMORY_FILE = "memory.npz"  # sembridge_jax.models.memory.MEMORY_FILE
 
 
 class ParallelMemory(torch.nn.Module):
-    """keys [N, d] (unit rows), center [d], values [N, V_en] (CSR parts); see the module docstring."""
+    """The parallel memory of `path` (models/memory.py's file: keys [N, d] unit rows, center [d], the values
+    [N, V_en] as CSR parts, settings = (k, temperature, weight)); `forward(pools)` = weight * m(pools)."""
 
-    def __init__(self, tensors: dict, k: int, temperature: float):
+    def __init__(self, path: str):
         super().__init__()
-        self.k, self.temperature = int(k), float(temperature)
+        self.path = path  # `save` copies the file as it is
+        z = np.load(path)
+        k, temperature, weight = z["settings"]
+        self.k, self.temperature, self.weight = int(k), float(temperature), float(weight)
         for name in ("keys", "center", "indptr", "indices", "data", "shape"):
-            self.register_buffer(name, tensors[name], persistent=False)
+            self.register_buffer(name, torch.from_numpy(np.ascontiguousarray(z[name])), persistent=False)
 
     def forward(self, pools):
         q = torch.nn.functional.normalize(pools - self.center, dim=-1, eps=1e-12)
@@ -66,7 +71,7 @@ class ParallelMemory(torch.nn.Module):
         values = torch.sparse_csr_tensor(self.indptr, self.indices, self.data, tuple(self.shape.tolist()),
                                          check_invariants=False)
         rows = values.to_sparse_coo().index_select(0, top.flatten()).to_dense()
-        return (w.reshape(-1, 1) * rows).reshape(*top.shape, -1).sum(1)
+        return self.weight * (w.reshape(-1, 1) * rows).reshape(*top.shape, -1).sum(1)
 
 
 class Connector(torch.nn.Module):
@@ -111,7 +116,7 @@ class ConnectorSparseModule(InputModule):
         self.connector = (None if c["kind"] == "identity"
                           else Connector(c["bridge_hidden"], c["connector_hidden"], d, c["layer_norm_eps"]))
         self.added = torch.nn.Parameter(torch.zeros(c["n_added"], d)) if c["n_added"] else None
-        self.memory = None  # set by `load` for an English-queries folder with a memory file
+        self.memory = None  # set by `load` when the config says "memory"
         if c["echo"]:
             self.echo = torch.nn.Linear(c["bridge_hidden"], 1)
             self.echo_scale = torch.nn.Parameter(torch.zeros(()))
@@ -166,8 +171,7 @@ class ConnectorSparseModule(InputModule):
         if self.config.get("english_queries"):
             if self.memory is not None:
                 real = mask[..., None].float()
-                pools = (x * real).sum(1) / real.sum(1).clamp(min=1.0)
-                vec = vec + self.config["english_queries"]["weight"] * self.memory(pools)
+                vec = vec + self.memory((x * real).sum(1) / real.sum(1).clamp(min=1.0))
         elif self.echo is not None:
             e = torch.relu(self.echo(x)[..., 0]) * mask
             block = torch.zeros(b, self.config["bridge_vocab"], device=e.device, dtype=e.dtype)
@@ -187,8 +191,9 @@ class ConnectorSparseModule(InputModule):
         self.english.save_pretrained(os.path.join(output_path, ENGLISH_DIR))
         self.english_tokenizer.save_pretrained(os.path.join(output_path, ENGLISH_DIR))
         save_file(self._small_state(), os.path.join(output_path, WEIGHTS_FILE))
-        if self.memory is not None:
-            save_file({k: v.contiguous() for k, v in self.memory._buffers.items()}, os.path.join(output_path, MEMORY_FILE))
+        target = os.path.join(output_path, MEMORY_FILE)
+        if self.memory is not None and os.path.abspath(self.memory.path) != os.path.abspath(target):
+            shutil.copy(self.memory.path, target)
         with open(os.path.join(output_path, CONFIG_FILE), "w", encoding="utf-8") as f:
             json.dump(self.config, f, indent=2)
         if os.path.abspath(os.path.dirname(__file__)) != os.path.abspath(output_path):
@@ -210,10 +215,11 @@ class ConnectorSparseModule(InputModule):
         weights_file = os.path.join(folder, WEIGHTS_FILE)
         missing, unexpected = module.load_state_dict(load_file(weights_file), strict=False)
         missing = [k for k in missing if not k.startswith(("bridge.", "english."))]
-        memory_file = os.path.join(folder, MEMORY_FILE)
-        if config.get("english_queries") and os.path.isfile(memory_file):
-            q = config["english_queries"]
-            module.memory = ParallelMemory(load_file(memory_file), q["k"], q["temperature"])
+        if config.get("memory"):
+            memory_file = os.path.join(folder, MEMORY_FILE)
+            if not os.path.isfile(memory_file):
+                raise FileNotFoundError(f"{memory_file}: missing ({CONFIG_FILE} says the folder has a parallel memory)")
+            module.memory = ParallelMemory(memory_file)
         if missing or unexpected:
             raise ValueError(f"{weights_file}: does not match {CONFIG_FILE}: missing {missing[:5]}, "
                              f"unexpected {unexpected[:5]}")

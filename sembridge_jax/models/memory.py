@@ -27,12 +27,6 @@ import scipy.sparse as sp
 MEMORY_FILE = "memory.npz"
 
 
-def mean_pool(states: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """[B, L, d] states, [B, L] 0/1 mask -> [B, d] float32 mean over the real tokens."""
-    m = mask.astype(np.float32)[..., None]
-    return (states.astype(np.float32) * m).sum(1) / np.maximum(m.sum(1), 1.0)
-
-
 def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 

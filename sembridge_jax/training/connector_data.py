@@ -71,7 +71,7 @@ class RaggedStates:
         return out
 
     def means(self) -> np.ndarray:
-        """[N, d] float32 mean of each text's states (`models.memory.mean_pool` of the unpadded rows)."""
+        """[N, d] float32 mean of each text's states (the parallel memory's pools, models/memory.py)."""
         sums = np.add.reduceat(self.flat.astype(np.float32), self.offsets[:-1], axis=0)
         return sums / np.maximum(np.diff(self.offsets), 1)[:, None]
 

@@ -88,7 +88,7 @@ def encode_batch(model: nnx.Module, batch: Mapping[str, jax.Array], dropout_keys
 def splade_objective(settings: losses.LossSettings, dropout_seed: int | None = None) -> Callable:
     """``objective(model, batch, step) -> (loss, metrics)``: the configured SPLADE loss. With a
     ``dropout_seed`` every forward pass applies the model's dropout, its masks drawn from (seed, step), so a
-    resumed run draws the same ones."""
+    resumed run draws the same ones (with gradient accumulation the micro-batches of a step share them)."""
 
     def objective(model, batch, step):
         keys = [None] * 4 if dropout_seed is None else list(
