@@ -14,6 +14,9 @@ English inclination (mixed KO+EN pool; each query's page is relevant in both lan
 Several --model / --checkpoint values give one comparison table (OUT/results.md, OUT/results.json) and
 OUT/flops_vs_nDCG_at_10.png. --export anserini pisa ciff es [--export-scale auto|X] writes serving files
 under OUT/export/ (docs/serving.md).
+Queries: a folder with idf.json (inference-free query weights) scores its queries with them, a --config run
+with `model.query_encoder='idf'` with the IDF of its `model.idf_corpus`; --idf-corpus CORPUS gives any model
+such queries (the IDF over CORPUS), --model-queries encodes them with the model instead.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from pathlib import Path
 from sembridge_jax.api import SparseEncoder
 from sembridge_jax.cli import EXIT_CODES, run_cli
 from sembridge_jax.config import parse_config_args
+from sembridge_jax.data.idf import corpus_query_weights
 from sembridge_jax.data.retrieval import (
     build_mixed_pool,
     load_beir,
@@ -41,6 +45,7 @@ from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES
 from sembridge_jax.evaluation.report import markdown_table, write_report
 from sembridge_jax.export.checkpoint import load_model_from_checkpoint
 from sembridge_jax.hf.load import check_model_location
+from sembridge_jax.pipeline import query_weights_for
 from sembridge_jax.storage import as_path, writable_dir
 
 EXPORTS = ("anserini", "pisa", "ciff", "es")
@@ -67,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest)")
     m.add_argument("--name", action="append", default=[], help="display names, in --model then --checkpoint order")
     m.add_argument("--bm25", action="store_true", help="add the BM25 reference run")
+    q = m.add_mutually_exclusive_group()
+    q.add_argument("--idf-corpus", default=None,
+                   help="inference-free queries: each token at its IDF over this BEIR folder / corpus.jsonl / text file")
+    q.add_argument("--model-queries", action="store_true",
+                   help="encode queries with the model even where the folder or config has query weights")
     d = p.add_argument_group("data")
     d.add_argument("--beir", action="append", default=[], help="BEIR folder (repeatable)")
     d.add_argument("--split", default=None, help="qrels split (default dev, or config.eval.split)")
@@ -158,10 +168,12 @@ def load_models(args, config=None) -> list[tuple[str, object]]:
     checked now (config, weights, tokenizer vocabulary)."""
     for m in args.model:
         check_model_location(m)
-    specs = [(Path(m).name or m, lambda m=m: CorpusEncoder(SparseEncoder.from_pretrained(m))) for m in args.model]
+    specs = [(Path(m).name or m, lambda m=m: _queries(args, config, SparseEncoder.from_pretrained(m)))
+             for m in args.model]
     workdirs = args.checkpoint or ([config.workdir] if config is not None and not args.model else [])
     specs += [(Path(w).name + (f"@{args.step}" if args.step is not None else ""),
-               lambda w=w: _checkpoint_encoder(w, args.step)) for w in workdirs]
+               lambda w=w: _queries(args, config, SparseEncoder(*load_model_from_checkpoint(w, args.step)[:2]),
+                                    from_config=True)) for w in workdirs]
     if args.name:
         if len(args.name) != len(specs):
             raise SystemExit(f"--name given {len(args.name)} times for {len(specs)} models")
@@ -169,9 +181,16 @@ def load_models(args, config=None) -> list[tuple[str, object]]:
     return specs
 
 
-def _checkpoint_encoder(workdir: str, step: int | None) -> CorpusEncoder:
-    model, tokenizer, _ = load_model_from_checkpoint(workdir, step)
-    return CorpusEncoder(SparseEncoder(model, tokenizer))
+def _queries(args, config, encoder: SparseEncoder, from_config: bool = False) -> CorpusEncoder:
+    """The encoder with the query weights the command line asks for (see the module docstring): a checkpoint's
+    from its config, a folder's its own, --idf-corpus's or none."""
+    if args.model_queries:
+        encoder.query_weights = None
+    elif args.idf_corpus:
+        encoder.query_weights = corpus_query_weights(args.idf_corpus, encoder.tokenizer, encoder.vocab_size)
+    elif from_config and config is not None:
+        encoder.query_weights = query_weights_for(config, encoder.tokenizer, encoder.vocab_size)
+    return CorpusEncoder(encoder)
 
 
 def _es_index_name(name: str) -> str:

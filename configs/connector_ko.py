@@ -35,8 +35,10 @@ head of the memory's 16,000 (one bridge pass): the states differ from a pass ove
 float bits (other batch shapes), which moved the later stages by up to 0.014 (0.570 -> 0.566).
 (BM25 0.650; goals: zero-shot >= 0.458 met (0.523, with the echo); cross-lingual >= 0.40 met with the memory
 (0.455; seed 1: 0.454; all 35,058 pairs: 0.472, but ~21 min; the connector alone 0.188-0.197); fine-tuned >=
-the supervised vocabulary-transfer recipe NOT met (configs/demo_ko.py: 0.586 / 0.580 / 0.551 = 0.572 ± 0.019
-over seeds 0-2; this route 0.566 on seed 0, 0.565 on seed 1). Pages at 128 tokens in the retrieval stage
+the supervised vocabulary-transfer recipe NOT met (configs/demo_ko.py with its IDF queries: 0.605 / 0.613 /
+0.590 = 0.603 ± 0.012 over seeds 0-2, 0.572 ± 0.019 with the model's queries; this route 0.566 on seed 0,
+0.565 on seed 1). With IDF queries the vocabulary-transfer init also scores 0.565 zero-shot, above this
+route's 0.523 (0.444 with the model's queries; docs/methods.md, "Connector route"). Pages at 128 tokens in the retrieval stage
 did not pay: 0.562, and 0.557 with 240 steps; nor did the demo's bridge-mined negative (one page per query
 from e5's top 10, `data.train.mine_negatives` as configs/demo_ko.py sets it): 0.554, xling 0.186; nor the
 demo's label-free title / span pairs of every page (`data.train.corpus_pairs=True`): 0.562 (xling 0.223),

@@ -4,6 +4,7 @@
     enc = SparseEncoder.from_pretrained("naver/splade-v3")        # or a local folder
     X = enc.encode(["what causes the northern lights"], top_k=128)  # csr_matrix [1, vocab_size]
     enc.save_pretrained("out/")                                     # HF + sentence-transformers folder
+    Q = enc.encode_queries(["northern lights"])  # the folder's inference-free query weights (idf.json), if any
 
     conn = SparseEncoder.from_pretrained("runs/connector_ko/export")  # a connector folder (export/connector.py)
     Q = conn.encode_english_queries(["셀 범위 선택"])                # [1, English vocabulary]: for an English index
@@ -25,11 +26,13 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from sembridge_jax.export.connector import is_connector_folder, load_connector, load_memory
+from sembridge_jax.hf.hub import resolve_model_dir
 from sembridge_jax.hf.load import load_pretrained
-from sembridge_jax.hf.save import save_pretrained
+from sembridge_jax.hf.save import read_query_weights, save_pretrained
 from sembridge_jax.models import EncoderConfig, MaskedLMEncoder
 from sembridge_jax.models.connector import ConnectorSparseEncoder
 from sembridge_jax.models.memory import ParallelMemory
+from sembridge_jax.models.query_weights import static_query_vectors
 
 MIN_TOKENS = 8
 
@@ -59,12 +62,16 @@ def _english_batch(graphdef, state, input_ids, attention_mask):
 class SparseEncoder:
     """A Flax NNX SPLADE encoder with its tokenizer (see the module docstring)."""
 
-    def __init__(self, model: MaskedLMEncoder, tokenizer, memory: ParallelMemory | None = None):
+    def __init__(self, model: MaskedLMEncoder, tokenizer, memory: ParallelMemory | None = None,
+                 query_weights: np.ndarray | None = None):
         if not model.config.mlm_head:
             raise ValueError("SparseEncoder needs a model with an MLM head (config.mlm_head is False)")
+        if query_weights is not None and np.shape(query_weights) != (model.config.vocab_size,):
+            raise ValueError(f"query_weights: expected shape ({model.config.vocab_size},), got {np.shape(query_weights)}")
         self.model = model
         self.tokenizer = tokenizer
         self.memory = memory  # a connector folder's parallel memory (encode_english_queries)
+        self.query_weights = query_weights  # inference-free queries (encode_queries), models/query_weights.py
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | Path, *, dtype: str = "float32", **config_overrides) -> SparseEncoder:
@@ -74,7 +81,8 @@ class SparseEncoder:
             model, bridge_tokenizer, _ = load_connector(path_or_id, dtype=dtype)
             return cls(model, bridge_tokenizer, load_memory(path_or_id))
         model, tokenizer, _ = load_pretrained(path_or_id, dtype=dtype, **config_overrides)
-        return cls(model, tokenizer)
+        return cls(model, tokenizer, query_weights=read_query_weights(resolve_model_dir(path_or_id), tokenizer,
+                                                                      model.config.vocab_size))
 
     @property
     def config(self) -> EncoderConfig:
@@ -127,6 +135,18 @@ class SparseEncoder:
             blocks.append(sp.csr_matrix(np.asarray(out)[:n], dtype=np.float32))
         return sp.vstack(blocks, format="csr")[back]
 
+    def encode_queries(self, texts: list[str], batch_size: int = 32, max_length: int = 64, top_k: int | None = None,
+                       show_progress_bar: bool = False) -> sp.csr_matrix:
+        """Query vectors: with query weights (a folder with idf.json) each distinct token of the text, truncated
+        to max_length tokens, at its weight, no model run (inference-free); else `encode`."""
+        if self.query_weights is None:
+            return self.encode(texts, batch_size=batch_size, max_length=max_length, top_k=top_k,
+                               show_progress_bar=show_progress_bar)
+        if isinstance(texts, str):
+            raise TypeError("encode_queries expects a list of texts, not a single string")
+        items = self.tokenize(texts, min(max_length, self.config.max_tokens))
+        return static_query_vectors([it["input_ids"] for it in items], self.query_weights, top_k)
+
     def encode_english_queries(self, texts: list[str], batch_size: int = 32, max_length: int = 32,
                                show_progress_bar: bool = False) -> sp.csr_matrix:
         """A connector model's query vectors for an existing English index: csr_matrix [len(texts), English
@@ -165,4 +185,4 @@ class SparseEncoder:
 
     def save_pretrained(self, out_dir: str | Path, *, pooling: str | None = None) -> Path:
         """Write a folder that transformers and sentence_transformers.SparseEncoder load as is."""
-        return save_pretrained(self.model, self.tokenizer, out_dir, pooling=pooling)
+        return save_pretrained(self.model, self.tokenizer, out_dir, pooling=pooling, query_weights=self.query_weights)

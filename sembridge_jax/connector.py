@@ -43,7 +43,7 @@ from sembridge_jax.data.pairs import read_corpus
 from sembridge_jax.data.retrieval import RetrievalDataset, build_mixed_pool, load_beir
 from sembridge_jax.data.sources import doc_texts, load_examples
 from sembridge_jax.evaluation.encode import CorpusEncoder, SparseCollection
-from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_bm25, evaluate_sparse
+from sembridge_jax.evaluation.evaluator import EvalSettings, encode_dataset, evaluate_bm25, evaluate_sparse
 from sembridge_jax.evaluation.mining import miner_from_config
 from sembridge_jax.evaluation.report import write_report
 from sembridge_jax.export.connector import output_names, save_connector
@@ -315,10 +315,7 @@ class Job:
         `fusion_weight` (labels unused), so the pages form one index."""
         s = self.eval_settings
         other = CorpusEncoder(SparseEncoder.from_pretrained(self.config.connector.combine_with))
-        oq = other.encode(list(self.dev.queries), list(self.dev.queries.values()), max_length=s.query_max_length,
-                          batch_size=s.batch_size, cache_dir=s.cache_dir)
-        od = other.encode(self.dev.doc_ids(), self.dev.doc_texts(), max_length=s.doc_max_length,
-                          batch_size=s.batch_size, cache_dir=s.cache_dir)
+        oq, od = encode_dataset(other, self.dev, s)  # its own query weights, if the folder has them
         w = fusion_weight(queries.matrix, docs.matrix, oq.matrix, od.matrix)
         vocab = docs.vocab + other.vocab
         fq = SparseCollection(queries.ids, sp.hstack([queries.matrix, w * oq.matrix], format="csr"), vocab)

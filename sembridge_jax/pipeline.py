@@ -8,6 +8,8 @@
    `<run_dir>/stages/<name>/`, then fine-tune for retrieval (`training.trainer.fit`) in `<run_dir>`:
    `<workdir>` for the main method and `<workdir>/compare/<method>/` for the others;
 5. evaluate again; export the main model to `<workdir>/export/` (Hugging Face + SparseEncoder).
+With `model.query_encoder = "idf"` every evaluation encodes the queries with the IDF weights of
+`model.idf_corpus` (`query_weights_for`) and the export holds them (idf.json); training is the same.
 `run` returns the table of zero-shot and fine-tuned metrics per method (None when preempted). With
 `eval.after_stages` each active stage is evaluated too ('<stage> <metric>' columns) and each stage's training
 wall time is recorded ('<stage>_s', 'retrieval_s'; None for a stage that had already finished: a rerun reads
@@ -24,6 +26,7 @@ import logging
 import time
 
 import jax
+import numpy as np
 from jax.experimental import multihost_utils
 
 from sembridge_jax.api import SparseEncoder
@@ -31,6 +34,8 @@ from sembridge_jax.bridge.alignment import Alignment
 from sembridge_jax.bridge.apply import apply_alignment
 from sembridge_jax.bridge.build import alignment_kwargs, alignment_settings, build_alignment
 from sembridge_jax.config import check_lengths
+from sembridge_jax.data.examples import DataError
+from sembridge_jax.data.idf import corpus_query_weights
 from sembridge_jax.data.retrieval import load_eval_dataset
 from sembridge_jax.evaluation.encode import CorpusEncoder
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_encoder
@@ -80,8 +85,24 @@ def host_model(model):
     return merge_model(layout, {**params, **multihost_utils.process_allgather(sharded, tiled=True)})
 
 
-def make_evaluator(config, tokenizer, dataset, cache_dir):
-    """`evaluate(model, name) -> metrics row` on `dataset` (encode, retrieve, score)."""
+def query_weights_for(config, tokenizer, vocab_size: int) -> np.ndarray | None:
+    """The inference-free query weights of `model.query_encoder = "idf"` (data/idf.py) over `model.idf_corpus`,
+    by default the training data's corpus; None for model-encoded queries."""
+    if config.model.query_encoder != "idf":
+        return None
+    spec = config.data.train
+    path = config.model.idf_corpus or spec.corpus or (spec.path if spec.type in ("beir", "corpus") else "")
+    if not path:
+        raise DataError(f"model.idf_corpus: data.train (type {spec.type!r}) has no corpus to count the query "
+                        "weights over; set model.idf_corpus to a BEIR corpus or a text file")
+    weights = corpus_query_weights(path, tokenizer, vocab_size, spec.title_in_doc)
+    log.info("query weights: the IDF of %d tokens over %s", int((weights > 0).sum()), path)
+    return weights
+
+
+def make_evaluator(config, tokenizer, dataset, cache_dir, query_weights=None):
+    """`evaluate(model, name) -> metrics row` on `dataset` (encode, retrieve, score); queries through
+    `query_weights` when given."""
     settings = EvalSettings(
         measures=tuple(config.eval.metrics), depth=config.eval.k, batch_size=config.eval.batch_size,
         query_max_length=config.model.max_query_length, doc_max_length=config.model.max_doc_length,
@@ -90,7 +111,8 @@ def make_evaluator(config, tokenizer, dataset, cache_dir):
     )
 
     def evaluate(model, name: str) -> dict:
-        return evaluate_encoder(CorpusEncoder(SparseEncoder(host_model(model), tokenizer)), dataset, settings, name)
+        encoder = SparseEncoder(host_model(model), tokenizer, query_weights=query_weights)
+        return evaluate_encoder(CorpusEncoder(encoder), dataset, settings, name)
 
     return evaluate
 
@@ -110,6 +132,7 @@ class Job:
     source_tokenizer: object
     target_tokenizer: object
     stage_inputs: stages.StageInputs  # raw text / parallel pairs of the adaptation stages
+    query_weights: np.ndarray | None  # inference-free queries (model.query_encoder = "idf")
     evaluate: object  # (model, name) -> row, or None without config.eval.beir
     dev_evaluate: object  # (model, name) -> row, or None without a dev set / eval_every
 
@@ -125,12 +148,14 @@ def prepare(config) -> Job:
     )
     check_lengths(config, source_model.config.max_tokens)  # a hub source is only known once loaded
     target_tokenizer = load_tokenizer(config.target_tokenizer)
+    weights = query_weights_for(config, target_tokenizer, len(target_tokenizer))  # the transferred vocabulary
     evaluate = dev_evaluate = None
     if config.eval.beir:
-        evaluate = make_evaluator(config, target_tokenizer, load_dataset(config.eval), workdir / "eval_cache")
+        evaluate = make_evaluator(config, target_tokenizer, load_dataset(config.eval), workdir / "eval_cache", weights)
     if config.data.dev.beir and config.train.eval_every:
-        dev_evaluate = make_evaluator(config, target_tokenizer, load_dataset(config.data.dev), None)
-    return Job(config, source_model, source_tokenizer, target_tokenizer, stage_inputs, evaluate, dev_evaluate)
+        dev_evaluate = make_evaluator(config, target_tokenizer, load_dataset(config.data.dev), None, weights)
+    return Job(config, source_model, source_tokenizer, target_tokenizer, stage_inputs, weights, evaluate,
+               dev_evaluate)
 
 
 def run_method(job: Job, method: str, run_dir):
@@ -208,16 +233,17 @@ def run(config) -> list[dict] | None:
             return None
         rows.append(row)
         if method == config.init.method and config.export.enabled:
-            export(config, host_model(result.model), job.target_tokenizer, result.step)  # every process gathers
+            export(config, host_model(result.model), job.target_tokenizer, result.step,  # every process gathers
+                   job.query_weights)
     return rows
 
 
-def export(config, model, tokenizer, step: int) -> None:
+def export(config, model, tokenizer, step: int, query_weights=None) -> None:
     """Process 0 writes the export, with the settings and step it was trained with (EXPORT_SETTINGS, the
     same record as the checkpoints'); every process leaves once it is written (the job may end next)."""
     if is_main_process():
         out = export_to_hf(model, tokenizer, config.export.dir or as_path(config.workdir) / "export",
-                           pooling=config.model.splade_pooling)
+                           pooling=config.model.splade_pooling, query_weights=query_weights)
         settings = run_settings(config)
         (as_path(out) / EXPORT_SETTINGS).write_text(json.dumps(
             {"settings": settings, "settings_hash": settings_digest(settings), "step": step}, indent=1))

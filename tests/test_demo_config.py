@@ -59,3 +59,30 @@ def test_demo_leaves_checkpoints_curves_and_an_export(demo_run):
     text = ["셀 범위를 텍스트 문서로 끌어 놓습니다."]
     theirs = st.encode(text, convert_to_tensor=True).to_dense().numpy()
     assert abs(ours.encode(text).toarray() - theirs).max() < 1e-4
+
+
+def test_demo_serves_inference_free_queries_it_was_scored_with(demo_run):
+    """model.query_encoder='idf': the export holds the IDF of the training pages (idf.json), sentence-transformers
+    loads it as a Router whose queries equal ours, and the fine-tuned row is what the export scores."""
+    import numpy as np
+    from sentence_transformers import SparseEncoder
+
+    from sembridge_jax.api import SparseEncoder as OurEncoder
+    from sembridge_jax.data.idf import corpus_query_weights
+    from sembridge_jax.data.retrieval import load_eval_dataset
+    from sembridge_jax.evaluation.encode import CorpusEncoder
+    from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_encoder
+
+    workdir, _ = demo_run
+    ours = OurEncoder.from_pretrained(workdir / "export")
+    expected = corpus_query_weights(REPO / "assets/data/lohelp-hangul", ours.tokenizer, ours.vocab_size)
+    np.testing.assert_array_equal(ours.query_weights, expected)
+    queries = ["셀 범위 선택", "차트 삽입"]
+    st = SparseEncoder(str(workdir / "export"), device="cpu")
+    np.testing.assert_allclose(st.encode_query(queries, convert_to_tensor=True).to_dense().numpy(),
+                               ours.encode_queries(queries).toarray(), rtol=1e-6)
+    row = json.loads((workdir / "results.json").read_text())[0]
+    ds = load_eval_dataset(str(REPO / "assets/data/lohelp-hangul"), split="dev", max_queries=24)
+    settings = EvalSettings(measures=("nDCG@10",), depth=100, batch_size=64, query_max_length=16, doc_max_length=64)
+    assert evaluate_encoder(CorpusEncoder(ours), ds, settings, "export")["nDCG@10"] == pytest.approx(
+        row["fine-tuned nDCG@10"], abs=1e-6)

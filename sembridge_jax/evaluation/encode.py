@@ -103,20 +103,27 @@ class CorpusEncoder:
         return self._model_key
 
     def encode(self, ids: list[str], texts: list[str], *, max_length: int = 256, top_k: int | None = None,
-               batch_size: int = 32, cache_dir: str | os.PathLike | None = None) -> SparseCollection:
+               batch_size: int = 32, cache_dir: str | os.PathLike | None = None, queries: bool = False
+               ) -> SparseCollection:
         """Encode (or load from `cache_dir`) a collection; the key covers weights, ids, texts and settings.
-        top_k (None/0 = off) keeps the k largest weights of each vector (the model's own pruning)."""
+        top_k (None/0 = off) keeps the k largest weights of each vector (the model's own pruning). `queries`:
+        the texts are queries, encoded by the encoder's inference-free query weights when it has them."""
         if len(ids) != len(texts):
             raise ValueError(f"{len(ids)} ids for {len(texts)} texts")
         top_k = top_k or None
+        weights = getattr(self.encoder, "query_weights", None) if queries else None
         stem = None
         if cache_dir:
-            stem = as_path(cache_dir) / texts_fingerprint(ids, texts, model=self.model_key, max_length=max_length,
-                                                          top_k=top_k)
+            key = self.model_key if weights is None else hashlib.sha256(np.asarray(weights).tobytes()).hexdigest()
+            stem = as_path(cache_dir) / texts_fingerprint(ids, texts, model=key, max_length=max_length, top_k=top_k,
+                                                          **({} if weights is None else {"static": True}))
             if SparseCollection.exists(stem):
                 return SparseCollection.load(stem)
-        matrix = self.encoder.encode(list(texts), batch_size=batch_size, max_length=max_length, top_k=top_k,
-                                     show_progress_bar=True)
+        if weights is not None:
+            matrix = self.encoder.encode_queries(list(texts), max_length=max_length, top_k=top_k)
+        else:
+            matrix = self.encoder.encode(list(texts), batch_size=batch_size, max_length=max_length, top_k=top_k,
+                                         show_progress_bar=True)
         matrix.eliminate_zeros()
         coll = SparseCollection(list(ids), matrix, self.vocab, {"max_length": max_length, "top_k": top_k})
         if stem is not None and jax.process_index() == 0:  # every process encodes the same texts

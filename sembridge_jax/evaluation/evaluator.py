@@ -94,7 +94,8 @@ def encode_dataset(encoder: CorpusEncoder, ds: RetrievalDataset, settings: EvalS
                    ) -> tuple[SparseCollection, SparseCollection]:
     """(queries, documents) as sparse collections, through the encoder's disk cache."""
     q = encoder.encode(list(ds.queries), list(ds.queries.values()), max_length=settings.query_max_length,
-                       top_k=settings.query_top_k, batch_size=settings.batch_size, cache_dir=settings.cache_dir)
+                       top_k=settings.query_top_k, batch_size=settings.batch_size, cache_dir=settings.cache_dir,
+                       queries=True)
     d = encoder.encode(ds.doc_ids(), ds.doc_texts(), max_length=settings.doc_max_length, top_k=settings.doc_top_k,
                        batch_size=settings.batch_size, cache_dir=settings.cache_dir)
     return q, d

@@ -1,7 +1,7 @@
 """CLI: write a folder that transformers (AutoModelForMaskedLM) and sentence_transformers.SparseEncoder load.
 
     python -m sembridge_jax.export --model DIR_OR_HUB_ID --out DIR [--pooling max|sum]
-    python -m sembridge_jax.export --checkpoint TRAIN_WORKDIR [--step N] --out DIR
+    python -m sembridge_jax.export --checkpoint TRAIN_WORKDIR [--step N] --out DIR [--idf-corpus CORPUS]
     python -m sembridge_jax.export --connector CONNECTOR_FOLDER --out DIR [--english-queries]
 
 --connector turns a connector folder (the connector runner's <workdir>/export) into a sentence-transformers
@@ -9,7 +9,9 @@ SparseEncoder folder with its PyTorch module code inside (load it with trust_rem
 with --english-queries the folder encodes queries for an existing English index (English vocabulary only,
 + the connector folder's parallel memory: `SparseEncoder.encode_english_queries`).
 
-TRAIN_WORKDIR and DIR may be object-store URLs (gs://bucket/run).
+TRAIN_WORKDIR and DIR may be object-store URLs (gs://bucket/run). --idf-corpus (a BEIR folder / corpus.jsonl or a
+text file) adds inference-free query weights counted over it (idf.json: sentence-transformers then loads a Router
+whose queries need no model run); a --model folder's own idf.json is kept unless --idf-corpus replaces it.
 
 Extending: a new source (e.g. an Orbax checkpoint) adds its option in `build_parser` and a branch
 in `load_source` that returns (model, tokenizer); `export_to_hf` (writer.py) does the writing.
@@ -20,10 +22,13 @@ import argparse
 import sys
 
 from sembridge_jax.cli import EXIT_CODES, run_cli
+from sembridge_jax.data.idf import corpus_query_weights
 from sembridge_jax.export.checkpoint import load_model_from_checkpoint
 from sembridge_jax.export.connector_st import export_connector_st
 from sembridge_jax.export.writer import export_to_hf
+from sembridge_jax.hf.hub import resolve_model_dir
 from sembridge_jax.hf.load import load_pretrained
+from sembridge_jax.hf.save import read_query_weights
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,18 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder, local or gs://")
     p.add_argument("--pooling", choices=["max", "sum"], default=None,
                    help="SPLADE pooling written to 1_SpladePooling (default: the model config's)")
+    p.add_argument("--idf-corpus", default=None,
+                   help="BEIR folder / corpus.jsonl or text file: write inference-free query weights (its IDF)")
     return p
 
 
 def load_source(args: argparse.Namespace):
-    """(model, tokenizer) named by the command line."""
+    """(model, tokenizer, query weights or None) named by the command line."""
     if args.model:
         model, tokenizer, _ = load_pretrained(args.model)
-        return model, tokenizer
+        return model, tokenizer, read_query_weights(resolve_model_dir(args.model), tokenizer, model.config.vocab_size)
     if args.checkpoint:
         model, tokenizer, step = load_model_from_checkpoint(args.checkpoint, args.step)
         print(f"restored {args.checkpoint} step {step}")
-        return model, tokenizer
+        return model, tokenizer, None
     raise SystemExit("nothing to export: pass --model DIR or --checkpoint WORKDIR")
 
 
@@ -64,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.english_queries:
         raise SystemExit("--english-queries applies to --connector only")
-    model, tokenizer = load_source(args)
-    out = export_to_hf(model, tokenizer, args.out, pooling=args.pooling)
+    model, tokenizer, weights = load_source(args)
+    if args.idf_corpus:
+        weights = corpus_query_weights(args.idf_corpus, tokenizer, model.config.vocab_size)
+    out = export_to_hf(model, tokenizer, args.out, pooling=args.pooling, query_weights=weights)
     print(f"wrote {out}")
     return 0
 

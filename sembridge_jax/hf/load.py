@@ -120,9 +120,13 @@ def splade_pooling_of(folder: Path) -> str | None:
         modules = root / "modules.json"
         if not modules.is_file():
             continue
-        for m in json.loads(modules.read_text(encoding="utf-8")):
-            cfg = root / m.get("path", "") / "config.json"
-            if m.get("type", "").endswith("SpladePooling") and cfg.is_file():
+        entries = [(m.get("path", ""), m.get("type", "")) for m in json.loads(modules.read_text(encoding="utf-8"))]
+        router = root / "router_config.json"  # a Router's modules (inference-free queries, hf/save.py)
+        if router.is_file():
+            entries += list(json.loads(router.read_text(encoding="utf-8")).get("types", {}).items())
+        for path, kind in entries:
+            cfg = root / path / "config.json"
+            if kind.endswith("SpladePooling") and cfg.is_file():
                 pooling = json.loads(cfg.read_text(encoding="utf-8"))
                 if pooling.get("activation_function", "relu") != "relu":
                     raise ValueError(f"{cfg}: activation_function {pooling['activation_function']!r} is not "

@@ -12,10 +12,18 @@ The folder loads as is with `transformers.AutoModelForMaskedLM.from_pretrained(d
 The module types are the sentence-transformers 5 names, which sentence-transformers 6 still maps
 to its Transformer(fill-mask) + SpladePooling, so the folder works with both.
 A model without MLM head is written as a plain Hugging Face base model (no sentence-transformers files).
+
+With `query_weights` (inference-free queries, models/query_weights.py) the folder also holds
+    idf.json                                                {token: weight}, OpenSearch's format
+and sentence-transformers loads it as a Router (sentence-transformers >= 5.1): the "query" route is
+query_0_SparseStaticEmbedding/ (the weights and a copy of the tokenizer), the "document" route the model in
+this folder itself (module path ".") + 1_SpladePooling, so `encode_query` / `encode_document` give what
+`SparseEncoder.encode_queries` / `encode` give, and transformers still reads the one copy of the weights.
 """
 from __future__ import annotations
 
 import json
+import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -26,11 +34,16 @@ from safetensors.numpy import save_file
 from sembridge_jax.hf.params import params_to_hf
 from sembridge_jax.models import MaskedLMEncoder
 
+MLM_TRANSFORMER = "sentence_transformers.sparse_encoder.models.MLMTransformer"
+SPLADE_POOLING = "sentence_transformers.sparse_encoder.models.SpladePooling"
 MODULES = [
-    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.sparse_encoder.models.MLMTransformer"},
-    {"idx": 1, "name": "1", "path": "1_SpladePooling",
-     "type": "sentence_transformers.sparse_encoder.models.SpladePooling"},
+    {"idx": 0, "name": "0", "path": "", "type": MLM_TRANSFORMER},
+    {"idx": 1, "name": "1", "path": "1_SpladePooling", "type": SPLADE_POOLING},
 ]
+IDF_FILE = "idf.json"
+QUERY_MODULE = "query_0_SparseStaticEmbedding"
+ROUTER_FILE = "router_config.json"
+ROUTER_MODULES = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.router.Router"}]
 
 
 def _write_json(path: Path, obj) -> None:
@@ -52,11 +65,14 @@ def max_seq_length(model: MaskedLMEncoder, tokenizer) -> int:
     return int(min(limit, t)) if t else int(limit)
 
 
-def save_pretrained(model: MaskedLMEncoder, tokenizer, out_dir: str | Path, *, pooling: str | None = None) -> Path:
+def save_pretrained(model: MaskedLMEncoder, tokenizer, out_dir: str | Path, *, pooling: str | None = None,
+                    query_weights: np.ndarray | None = None) -> Path:
     """Write the folder described in the module docstring; returns its path.
 
     `pooling` (max|sum) defaults to the model config's splade_pooling. `tokenizer` may be None
     (no tokenizer files: the folder then needs one added before sentence-transformers can load it).
+    `query_weights` [vocab_size]: the inference-free query weights (needs the tokenizer and the MLM head);
+    without them the query files of an earlier export in the folder are removed.
     """
     cfg = model.config
     pooling = pooling or cfg.splade_pooling
@@ -75,8 +91,13 @@ def save_pretrained(model: MaskedLMEncoder, tokenizer, out_dir: str | Path, *, p
     save_file(hf_tensors(model), str(out / "model.safetensors"), metadata={"format": "pt"})
     if tokenizer is not None:
         tokenizer.save_pretrained(str(out))
+    if query_weights is not None and (tokenizer is None or not cfg.mlm_head
+                                      or np.shape(query_weights) != (cfg.vocab_size,)):
+        raise ValueError(f"save_pretrained: query weights need a tokenizer, an MLM head and shape ({cfg.vocab_size},),"
+                         f" got {np.shape(query_weights)}")
+    _write_query_files(out, tokenizer, query_weights)
     if cfg.mlm_head:
-        _write_json(out / "modules.json", MODULES)
+        _write_json(out / "modules.json", MODULES if query_weights is None else ROUTER_MODULES)
         _write_json(out / "sentence_bert_config.json",
                     {"max_seq_length": max_seq_length(model, tokenizer), "do_lower_case": False})
         _write_json(out / "1_SpladePooling" / "config.json",
@@ -89,6 +110,52 @@ def save_pretrained(model: MaskedLMEncoder, tokenizer, out_dir: str | Path, *, p
             "similarity_fn_name": "dot",
         })
     return out
+
+
+def _write_query_files(out: Path, tokenizer, weights: np.ndarray | None) -> None:
+    """idf.json, the Router config and its query module (see the module docstring), or none of them."""
+    if weights is None:
+        for stale in (out / IDF_FILE, out / ROUTER_FILE):
+            stale.unlink(missing_ok=True)
+        shutil.rmtree(out / QUERY_MODULE, ignore_errors=True)
+        return
+    if len(tokenizer.get_vocab()) != len(weights):  # SparseStaticEmbedding sizes its table by the tokenizer
+        raise ValueError(f"save_pretrained: query weights need a tokenizer with one token per model row "
+                         f"({len(tokenizer.get_vocab())} tokens, {len(weights)} rows): sentence-transformers' "
+                         "SparseStaticEmbedding could not load them")
+    vocab = {i: t for t, i in tokenizer.get_vocab().items()}
+    unnamed = [i for i in np.flatnonzero(weights) if i not in vocab]
+    if unnamed:
+        raise ValueError(f"save_pretrained: query weights at ids no token of the tokenizer names (e.g. {unnamed[0]}): "
+                         "idf.json could not hold them")
+    _write_json(out / IDF_FILE, {vocab[i]: float(weights[i]) for i in sorted(vocab) if weights[i]})
+    query = out / QUERY_MODULE
+    _write_json(query / "config.json", {"frozen": True})
+    save_file({"weight": np.asarray(weights, np.float32)}, str(query / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(str(query))
+    _write_json(out / ROUTER_FILE, {
+        "types": {QUERY_MODULE: "sentence_transformers.sparse_encoder.modules.sparse_static_embedding."
+                                "SparseStaticEmbedding", ".": MLM_TRANSFORMER, "1_SpladePooling": SPLADE_POOLING},
+        "structure": {"query": [QUERY_MODULE], "document": [".", "1_SpladePooling"]},
+        "parameters": {"default_route": "document", "allow_empty_key": True, "route_mappings": {}},
+    })
+
+
+def read_query_weights(folder: str | Path, tokenizer, vocab_size: int) -> np.ndarray | None:
+    """The folder's inference-free query weights [vocab_size] from its idf.json, or None without one; a
+    token the tokenizer does not know is an error naming the file."""
+    path = Path(folder) / IDF_FILE
+    if not path.is_file():
+        return None
+    table = json.loads(path.read_text(encoding="utf-8"))
+    vocab = tokenizer.get_vocab()
+    unknown = [t for t in table if t not in vocab]
+    if unknown:
+        raise ValueError(f"{path}: {len(unknown)} tokens not in the folder's tokenizer, e.g. {unknown[0]!r}")
+    weights = np.zeros(vocab_size, np.float32)
+    for token, w in table.items():
+        weights[vocab[token]] = w
+    return weights
 
 
 def _versions() -> dict[str, str]:

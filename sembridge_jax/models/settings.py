@@ -9,6 +9,7 @@ from sembridge_jax.schema import Field, Section
 # supported families: 8194 positions of XLM-R-large-style bge-m3); the source model's own table is checked
 # at config time too (config.py).
 MAX_TOKENS = 8192
+QUERY_ENCODERS = ("splade", "idf")
 
 MODEL = Section({
     "dtype": Field("float32", "compute dtype (parameters stay float32)", choices=DTYPES),
@@ -19,4 +20,11 @@ MODEL = Section({
     "max_query_length": Field(64, "static query length in tokens, specials included (pad/truncate)", ge=3,
                               le=MAX_TOKENS),
     "max_doc_length": Field(256, "static document length in tokens", ge=3, le=MAX_TOKENS),
+    # How the trained model is served; training is the same either way (training.run_settings.FREE).
+    "query_encoder": Field("splade", "queries at evaluation and in the export: 'splade' (the model) | 'idf' "
+                           "(inference-free: each query token at its IDF over model.idf_corpus, idf.json in the "
+                           "export; models/query_weights.py)", choices=QUERY_ENCODERS),
+    "idf_corpus": Field("", "the documents the 'idf' query weights count: a BEIR folder or corpus.jsonl, or a "
+                        "text file with one document per line; '' = the training documents (data.train.corpus, "
+                        "else the corpus of data.train.path)"),
 })

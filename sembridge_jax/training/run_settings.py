@@ -36,7 +36,7 @@ PREVIOUS_DIR = "previous"  # under checkpoints/: steps set aside by restart_from
 # learning rate the remaining steps follow the new length).
 FREE = ("workdir", "resume_policy", "eval", "export", "compare", "checkpoint", "mesh", "data.dev",
         "train.num_steps", "train.log_every", "train.eval_every", "train.prefetch", "train.profile_steps", "bridge.batch_size",
-        "bridge.cache_dir", "model.splade_chunk_size", "model.remat_policy")
+        "bridge.cache_dir", "model.splade_chunk_size", "model.remat_policy", "model.query_encoder", "model.idf_corpus")
 
 
 class SettingsChangedError(ValueError):
