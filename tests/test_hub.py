@@ -138,6 +138,33 @@ def test_splade_v3_as_sentence_transformers_sparse_encoder(hub):
     assert emb.shape == (1, enc[0].auto_model.config.vocab_size) and (emb >= 0).all() and (emb > 0).any()
 
 
+def test_an_inference_free_export_loads_from_the_hub(hub, tmp_path):
+    """An export with IDF query weights pushed as is: our loader and sentence-transformers' Router (whose
+    document route is the folder itself, module path ".") read it through the hub's per-file downloads."""
+    from hub.server import HubRepo
+    from sentence_transformers import SparseEncoder as STSparseEncoder
+
+    from sembridge_jax.api import SparseEncoder
+    from sembridge_jax.data.idf import corpus_query_weights
+
+    folder = Path(__file__).resolve().parents[1] / "assets/splade-tiny-en"
+    local = SparseEncoder.from_pretrained(folder)
+    docs = ["the northern lights over the sea", "a cat sat on the mat", "lights on"]
+    (tmp_path / "docs.txt").write_text("\n".join(docs) + "\n")
+    local.query_weights = corpus_query_weights(tmp_path / "docs.txt", local.tokenizer, local.vocab_size)
+    out = local.save_pretrained(tmp_path / "export")
+    hub.add(HubRepo("sembridge/splade-tiny-en-idf", {str(p.relative_to(out)): p.read_bytes()
+                                                    for p in sorted(out.rglob("*")) if p.is_file()}))
+    ours = SparseEncoder.from_pretrained("sembridge/splade-tiny-en-idf")
+    np.testing.assert_array_equal(ours.query_weights, local.query_weights)
+    st = STSparseEncoder("sembridge/splade-tiny-en-idf", device="cpu")
+    queries = ["northern lights", "cat on a mat"]
+    np.testing.assert_allclose(st.encode_query(queries, convert_to_tensor=True).to_dense().numpy(),
+                               ours.encode_queries(queries).toarray(), rtol=1e-6)
+    np.testing.assert_allclose(st.encode_document(docs, convert_to_tensor=True).to_dense().numpy(),
+                               ours.encode(docs).toarray(), atol=1e-4)
+
+
 def test_kobigbird_tokenizer(hub):
     import transformers as tf
 
