@@ -137,15 +137,17 @@ class SparseEncoder:
 
     def encode_queries(self, texts: list[str], batch_size: int = 32, max_length: int = 64, top_k: int | None = None,
                        show_progress_bar: bool = False) -> sp.csr_matrix:
-        """Query vectors: with query weights (a folder with idf.json) each distinct token of the text, truncated
-        to max_length tokens, at its weight, no model run (inference-free); else `encode`."""
+        """Query vectors: with query weights (a folder with idf.json) each distinct token of the text at its
+        weight, no model run (inference-free; the whole text up to the tokenizer's model_max_length, as
+        sentence-transformers' SparseStaticEmbedding reads it: max_length bounds only the model's input);
+        else `encode`."""
         if self.query_weights is None:
             return self.encode(texts, batch_size=batch_size, max_length=max_length, top_k=top_k,
                                show_progress_bar=show_progress_bar)
         if isinstance(texts, str):
             raise TypeError("encode_queries expects a list of texts, not a single string")
-        items = self.tokenize(texts, min(max_length, self.config.max_tokens))
-        return static_query_vectors([it["input_ids"] for it in items], self.query_weights, top_k)
+        ids = self.tokenizer(list(texts), truncation=True, add_special_tokens=False)["input_ids"] if texts else []
+        return static_query_vectors(ids, self.query_weights, top_k)
 
     def encode_english_queries(self, texts: list[str], batch_size: int = 32, max_length: int = 32,
                                show_progress_bar: bool = False) -> sp.csr_matrix:

@@ -216,3 +216,20 @@ def test_evaluate_cli_query_options(tmp_path, splade_tiny):
     assert plain["query_active_dims"] > distinct  # the model expands its queries
     with pytest.raises(SystemExit):
         evaluate.main([*common, "--idf-corpus", str(beir), "--model-queries", "--out", str(tmp_path / "c")])
+
+
+def test_idf_queries_read_the_whole_query_like_sentence_transformers(splade_tiny, tmp_path):
+    """max_length bounds the model's input only: an IDF query keeps the tokens beyond it, as
+    SparseStaticEmbedding does (the export's query route), and the evaluation cache keys them apart."""
+    docs = tmp_path / "docs.txt"
+    docs.write_text("\n".join(DOCS) + "\n")
+    static = SparseEncoder(splade_tiny.model, splade_tiny.tokenizer,
+                           query_weights=corpus_query_weights(docs, splade_tiny.tokenizer, splade_tiny.vocab_size))
+    long = ["cat " * 20 + "northern lights"]
+    lights = splade_tiny.tokenizer.convert_tokens_to_ids("lights")
+    assert static.encode_queries(long, max_length=8)[0, lights] > 0
+    st = SparseStaticEmbedding(tokenizer=splade_tiny.tokenizer, weight=torch.tensor(static.query_weights))
+    np.testing.assert_allclose(static.encode_queries(long, max_length=8).toarray(),
+                               st(st.preprocess(long))["sentence_embedding"].detach().numpy(), rtol=1e-6)
+    coll = CorpusEncoder(static).encode(["q"], long, max_length=8, cache_dir=tmp_path / "c", queries=True)
+    assert coll.matrix[0, lights] > 0

@@ -115,8 +115,9 @@ class CorpusEncoder:
         stem = None
         if cache_dir:
             key = self.model_key if weights is None else hashlib.sha256(np.asarray(weights).tobytes()).hexdigest()
-            stem = as_path(cache_dir) / texts_fingerprint(ids, texts, model=key, max_length=max_length, top_k=top_k,
-                                                          **({} if weights is None else {"static": True}))
+            # static queries are not cut at max_length (api.SparseEncoder.encode_queries)
+            length = {"max_length": max_length} if weights is None else {"max_length": None, "static": True}
+            stem = as_path(cache_dir) / texts_fingerprint(ids, texts, model=key, top_k=top_k, **length)
             if SparseCollection.exists(stem):
                 return SparseCollection.load(stem)
         if weights is not None:
