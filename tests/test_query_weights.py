@@ -233,3 +233,10 @@ def test_idf_queries_read_the_whole_query_like_sentence_transformers(splade_tiny
                                st(st.preprocess(long))["sentence_embedding"].detach().numpy(), rtol=1e-6)
     coll = CorpusEncoder(static).encode(["q"], long, max_length=8, cache_dir=tmp_path / "c", queries=True)
     assert coll.matrix[0, lights] > 0
+
+
+def test_a_missing_idf_corpus_fails_at_config_time():
+    from sembridge_jax.config import load_config
+
+    with pytest.raises(ValueError, match="'model.idf_corpus' points to a missing local path: /nope/corpus.jsonl"):
+        load_config(REPO / "configs/demo_ko.py", ["model.idf_corpus=/nope/corpus.jsonl"])

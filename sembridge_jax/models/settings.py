@@ -26,5 +26,5 @@ MODEL = Section({
                            "export; models/query_weights.py)", choices=QUERY_ENCODERS),
     "idf_corpus": Field("", "the documents the 'idf' query weights count: a BEIR folder or corpus.jsonl, or a "
                         "text file with one document per line; '' = the training documents (data.train.corpus, "
-                        "else the corpus of data.train.path)"),
+                        "else the corpus of data.train.path)", path="input"),
 })
