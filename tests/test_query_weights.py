@@ -137,6 +137,7 @@ def test_bad_weights_and_files(tmp_path, encoder, weights):
         SparseEncoder(encoder.model, encoder.tokenizer, query_weights=weights[:-1])
     with pytest.raises(ValueError, match=r"one token per model row \(69 tokens, 1000 rows\)"):
         SparseEncoder(encoder.model, encoder.tokenizer, query_weights=weights).save_pretrained(tmp_path / "x")
+    assert not (tmp_path / "x").exists()  # refused before anything is written
     (tmp_path / IDF_FILE).write_text(json.dumps({"cat": 1.0, "no-such-token-xyz": 2.0}))
     with pytest.raises(ValueError, match=rf"{IDF_FILE}: 1 tokens not in the folder's tokenizer.*no-such-token-xyz"):
         read_query_weights(tmp_path, encoder.tokenizer, encoder.vocab_size)

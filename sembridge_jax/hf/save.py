@@ -78,6 +78,8 @@ def save_pretrained(model: MaskedLMEncoder, tokenizer, out_dir: str | Path, *, p
     pooling = pooling or cfg.splade_pooling
     if pooling not in ("max", "sum"):
         raise ValueError(f"pooling must be max or sum, got {pooling!r}")
+    if query_weights is not None:
+        _check_query_weights(cfg, tokenizer, query_weights)  # before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     hf_config = cfg.to_hf()
@@ -91,10 +93,6 @@ def save_pretrained(model: MaskedLMEncoder, tokenizer, out_dir: str | Path, *, p
     save_file(hf_tensors(model), str(out / "model.safetensors"), metadata={"format": "pt"})
     if tokenizer is not None:
         tokenizer.save_pretrained(str(out))
-    if query_weights is not None and (tokenizer is None or not cfg.mlm_head
-                                      or np.shape(query_weights) != (cfg.vocab_size,)):
-        raise ValueError(f"save_pretrained: query weights need a tokenizer, an MLM head and shape ({cfg.vocab_size},),"
-                         f" got {np.shape(query_weights)}")
     _write_query_files(out, tokenizer, query_weights)
     if cfg.mlm_head:
         _write_json(out / "modules.json", MODULES if query_weights is None else ROUTER_MODULES)
@@ -112,6 +110,23 @@ def save_pretrained(model: MaskedLMEncoder, tokenizer, out_dir: str | Path, *, p
     return out
 
 
+def _check_query_weights(cfg, tokenizer, weights) -> None:
+    """Query weights need a tokenizer with one token per model row (SparseStaticEmbedding sizes its table by
+    the tokenizer; idf.json names every weighted id by its token), an MLM head and shape [vocab_size]."""
+    if tokenizer is None or not cfg.mlm_head or np.shape(weights) != (cfg.vocab_size,):
+        raise ValueError(f"save_pretrained: query weights need a tokenizer, an MLM head and shape ({cfg.vocab_size},),"
+                         f" got {np.shape(weights)}")
+    if len(tokenizer.get_vocab()) != len(weights):
+        raise ValueError(f"save_pretrained: query weights need a tokenizer with one token per model row "
+                         f"({len(tokenizer.get_vocab())} tokens, {len(weights)} rows): sentence-transformers' "
+                         "SparseStaticEmbedding could not load them")
+    named = set(tokenizer.get_vocab().values())
+    unnamed = [i for i in np.flatnonzero(weights) if i not in named]
+    if unnamed:
+        raise ValueError(f"save_pretrained: query weights at ids no token of the tokenizer names (e.g. {unnamed[0]}): "
+                         "idf.json could not hold them")
+
+
 def _write_query_files(out: Path, tokenizer, weights: np.ndarray | None) -> None:
     """idf.json, the Router config and its query module (see the module docstring), or none of them."""
     if weights is None:
@@ -119,15 +134,7 @@ def _write_query_files(out: Path, tokenizer, weights: np.ndarray | None) -> None
             stale.unlink(missing_ok=True)
         shutil.rmtree(out / QUERY_MODULE, ignore_errors=True)
         return
-    if len(tokenizer.get_vocab()) != len(weights):  # SparseStaticEmbedding sizes its table by the tokenizer
-        raise ValueError(f"save_pretrained: query weights need a tokenizer with one token per model row "
-                         f"({len(tokenizer.get_vocab())} tokens, {len(weights)} rows): sentence-transformers' "
-                         "SparseStaticEmbedding could not load them")
     vocab = {i: t for t, i in tokenizer.get_vocab().items()}
-    unnamed = [i for i in np.flatnonzero(weights) if i not in vocab]
-    if unnamed:
-        raise ValueError(f"save_pretrained: query weights at ids no token of the tokenizer names (e.g. {unnamed[0]}): "
-                         "idf.json could not hold them")
     _write_json(out / IDF_FILE, {vocab[i]: float(weights[i]) for i in sorted(vocab) if weights[i]})
     query = out / QUERY_MODULE
     _write_json(query / "config.json", {"frozen": True})
