@@ -29,7 +29,7 @@ from pathlib import Path
 from sembridge_jax.api import SparseEncoder
 from sembridge_jax.cli import EXIT_CODES, run_cli
 from sembridge_jax.config import parse_config_args
-from sembridge_jax.data.idf import corpus_query_weights
+from sembridge_jax.data.idf import corpus_query_weights, query_weights_for
 from sembridge_jax.data.retrieval import (
     build_mixed_pool,
     load_beir,
@@ -45,7 +45,6 @@ from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES
 from sembridge_jax.evaluation.report import markdown_table, write_report
 from sembridge_jax.export.checkpoint import load_model_from_checkpoint
 from sembridge_jax.hf.load import check_model_location
-from sembridge_jax.pipeline import query_weights_for
 from sembridge_jax.storage import as_path, writable_dir
 
 EXPORTS = ("anserini", "pisa", "ciff", "es")

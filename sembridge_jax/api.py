@@ -8,6 +8,7 @@
 
     conn = SparseEncoder.from_pretrained("runs/connector_ko/export")  # a connector folder (export/connector.py)
     Q = conn.encode_english_queries(["셀 범위 선택"])                # [1, English vocabulary]: for an English index
+    Q = conn.encode_queries(["셀 범위 선택"])  # with the folder's idf.json: the LexEcho block at the tokens' IDF
 
 Encoding is jitted. Texts are sorted by length and batched; each batch is padded to a bucketed
 shape (rows: a power of two up to batch_size; tokens: a power of two >= 8, capped at max_length),
@@ -30,9 +31,9 @@ from sembridge_jax.hf.hub import resolve_model_dir
 from sembridge_jax.hf.load import load_pretrained
 from sembridge_jax.hf.save import read_query_weights, save_pretrained
 from sembridge_jax.models import EncoderConfig, MaskedLMEncoder
-from sembridge_jax.models.connector import ConnectorSparseEncoder
+from sembridge_jax.models.connector import ConnectorSparseEncoder, static_width
 from sembridge_jax.models.memory import ParallelMemory
-from sembridge_jax.models.query_weights import static_query_vectors
+from sembridge_jax.models.query_weights import static_query_vectors, with_static_block
 
 MIN_TOKENS = 8
 
@@ -66,8 +67,8 @@ class SparseEncoder:
                  query_weights: np.ndarray | None = None):
         if not model.config.mlm_head:
             raise ValueError("SparseEncoder needs a model with an MLM head (config.mlm_head is False)")
-        if query_weights is not None and np.shape(query_weights) != (model.config.vocab_size,):
-            raise ValueError(f"query_weights: expected shape ({model.config.vocab_size},), got {np.shape(query_weights)}")
+        if query_weights is not None and np.shape(query_weights) != (static_width(model),):
+            raise ValueError(f"query_weights: expected shape ({static_width(model)},), got {np.shape(query_weights)}")
         self.model = model
         self.tokenizer = tokenizer
         self.memory = memory  # a connector folder's parallel memory (encode_english_queries)
@@ -79,7 +80,8 @@ class SparseEncoder:
         folder (export/connector.py) gives the connector model with its bridge tokenizer."""
         if is_connector_folder(path_or_id):
             model, bridge_tokenizer, _ = load_connector(path_or_id, dtype=dtype)
-            return cls(model, bridge_tokenizer, load_memory(path_or_id))
+            return cls(model, bridge_tokenizer, load_memory(path_or_id),
+                       read_query_weights(path_or_id, bridge_tokenizer, model.config.bridge_vocab))
         model, tokenizer, _ = load_pretrained(path_or_id, dtype=dtype, **config_overrides)
         return cls(model, tokenizer, query_weights=read_query_weights(resolve_model_dir(path_or_id), tokenizer,
                                                                       model.config.vocab_size))
@@ -87,6 +89,12 @@ class SparseEncoder:
     @property
     def config(self) -> EncoderConfig:
         return self.model.config
+
+    @property
+    def static_queries(self) -> bool:
+        """Whether `encode_queries` runs no model: query weights on a vocabulary model (a connector's English
+        block is the model's)."""
+        return self.query_weights is not None and not isinstance(self.model, ConnectorSparseEncoder)
 
     @property
     def vocab_size(self) -> int:
@@ -140,10 +148,16 @@ class SparseEncoder:
         """Query vectors: with query weights (a folder with idf.json) each distinct token of the text at its
         weight, no model run (inference-free; the whole text up to the tokenizer's model_max_length, as
         sentence-transformers' SparseStaticEmbedding reads it: max_length bounds only the model's input);
-        else `encode`."""
-        if self.query_weights is None:
-            return self.encode(texts, batch_size=batch_size, max_length=max_length, top_k=top_k,
-                               show_progress_bar=show_progress_bar)
+        else `encode`. A connector model with query weights: its English block as `encode` gives it, its
+        LexEcho block the weights of the tokens the model read (max_length; top_k acts before the block is
+        replaced)."""
+        if not self.static_queries:
+            vectors = self.encode(texts, batch_size=batch_size, max_length=max_length, top_k=top_k,
+                                  show_progress_bar=show_progress_bar)
+            if self.query_weights is None or not len(texts):
+                return vectors
+            read = self.tokenizer(list(texts), truncation=True, max_length=min(max_length, self.config.max_tokens))
+            return with_static_block(vectors, read["input_ids"], self.query_weights)
         if isinstance(texts, str):
             raise TypeError("encode_queries expects a list of texts, not a single string")
         ids = self.tokenizer(list(texts), truncation=True, add_special_tokens=False)["input_ids"] if texts else []

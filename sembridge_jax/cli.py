@@ -8,6 +8,7 @@ exception chain (an Orbax save error, a failed upload) it sits.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import sys
@@ -64,6 +65,24 @@ def error_line(error: BaseException) -> str:
         text = f"{type(error).__name__}: {text}"
     hint = "" if isinstance(error, USER_ERRORS) else " (rerun with --debug for the traceback)"
     return f"error: {text}{hint}"
+
+
+def keep_freed_memory(pad_bytes: int = 1 << 29) -> bool:
+    """glibc only (else a no-op, False): keep freed memory in the process instead of handing it back to the
+    kernel at every free (mallopt(3): M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD). XLA's CPU runtime
+    allocates and frees its large buffers on every call; with glibc's defaults each is an mmap / munmap pair
+    whose pages the kernel zeroes again on first touch: system time was 40 % of the connector job's CPU
+    time, and this cut a bridge pass over 300 pages by 10 % (BENCHMARKS.md, "Connector route")."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    done = [libc.mallopt(opt, value) == 1 for opt, value in (
+        (m_mmap_threshold, 1 << 30), (m_trim_threshold, 1 << 30), (m_top_pad, pad_bytes))]
+    return all(done)
 
 
 def run_cli(main: Callable[[list[str]], object], argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,11 @@ and `<workdir>/export_st` (`sentence_transformers.SparseEncoder(path, trust_remo
 `connector.memory` (models/memory.py) the queries against the English index also get the parallel memory's
 vector (rows "(xling)"; "(xling, no memory)" without it), the export holds the memory
 (`SparseEncoder.encode_english_queries`) and `<workdir>/export_st_xling` is that query encoder for
-sentence-transformers.
+sentence-transformers. With `model.query_encoder = "idf"` (and `connector.echo`) the target queries' LexEcho
+block holds the IDF of their bridge tokens over `model.idf_corpus` instead of the echo head's weights (rows
+"(target)"; "(target, model queries)" with the head's), the English block stays the model's; the export holds
+the weights (idf.json: `SparseEncoder.encode_queries`) and `<workdir>/export_st_queries` is that query encoder
+for sentence-transformers.
 """
 from __future__ import annotations
 
@@ -36,9 +40,10 @@ from flax import nnx
 
 from sembridge_jax.api import SparseEncoder
 from sembridge_jax.bridge.encode import bridge_identity, resolve_bridge
-from sembridge_jax.cli import run_cli
+from sembridge_jax.cli import keep_freed_memory, run_cli
 from sembridge_jax.config import default_config, parse_config_args
 from sembridge_jax.data.examples import read_parallel_tsv
+from sembridge_jax.data.idf import query_weights_for
 from sembridge_jax.data.pairs import read_corpus
 from sembridge_jax.data.retrieval import RetrievalDataset, build_mixed_pool, load_beir
 from sembridge_jax.data.sources import doc_texts, load_examples
@@ -51,6 +56,7 @@ from sembridge_jax.export.connector_st import export_connector_st
 from sembridge_jax.hf.load import load_pretrained
 from sembridge_jax.models.connector import ENGLISH_PARTS, ConnectorConfig, ConnectorSparseEncoder
 from sembridge_jax.models.memory import ParallelMemory
+from sembridge_jax.models.query_weights import with_static_block
 from sembridge_jax.training import losses, trainer
 from sembridge_jax.training.connector_data import (
     AlignBatches,
@@ -68,9 +74,9 @@ from sembridge_jax.training.connector_objectives import (
     query_xling_objective,
     retrieval_objective,
 )
+from sembridge_jax.training.connector_settings import STAGES
 
 log = logging.getLogger(__name__)
-STAGES = ("align_en", "align_parallel", "retrieval", "xling_queries")
 # connector keys that only say where caches live and what is evaluated after the last stage
 EVAL_ONLY = ("state_cache", "mixed_pool", "combine_with", "memory")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -116,15 +122,17 @@ def stage_config(config, name: str) -> ml_collections.ConfigDict:
     """The run config with `train` set from stage `name`'s section (5 % warmup, cosine decay; the English parts
     at `connector.english_lr_scale` x the connector's learning rate: at the same rate they collapsed to one
     input-independent vector within 20 steps of align_en). The later stages' sections, the evaluation-only
-    keys and, before retrieval, `data.train` and the bridge's mining prompts are reset to their defaults:
+    keys and, before retrieval, `data.train`, the pages' length and the bridge's mining prompts are reset to
+    their defaults:
     they have no part in what this stage trains, so changing them (e.g. turning a later stage off, mining
     negatives) reuses the finished stages."""
     c = ml_collections.ConfigDict(config.to_dict())
     stage, defaults = config.connector[name], default_config()
     for key in EVAL_ONLY + STAGES[STAGES.index(name) + 1:]:
         c.connector[key] = defaults.connector[key]
-    if STAGES.index(name) < STAGES.index("retrieval"):  # the retrieval pairs and their mining
+    if STAGES.index(name) < STAGES.index("retrieval"):  # the retrieval pairs, their mining and page length
         c.data.train = defaults.data.train
+        c.model.max_doc_length = defaults.model.max_doc_length
         c.bridge.query_prompt, c.bridge.doc_prompt = defaults.bridge.query_prompt, defaults.bridge.doc_prompt
     c.train.num_steps = stage.steps
     c.train.batch_size = stage.batch_size
@@ -150,6 +158,8 @@ class Job:
         self.bridge_folder = resolve_bridge(config.bridge.model)
         self.bridge, self.bridge_tokenizer, _ = load_pretrained(self.bridge_folder)
         self.bridge_id = bridge_identity(self.bridge_folder)
+        # the LexEcho block's query weights (model.query_encoder = "idf"), over the bridge tokenizer
+        self.query_weights = query_weights_for(config, self.bridge_tokenizer, self.bridge.config.vocab_size)
         self.eval_settings = EvalSettings(
             measures=tuple(config.eval.metrics), depth=config.eval.k, batch_size=config.eval.batch_size,
             query_max_length=config.model.max_query_length, doc_max_length=config.model.max_doc_length,
@@ -267,7 +277,8 @@ class Job:
         return encode_states(model, self.states(texts, max_length, desc), max_length=max_length)
 
     def evaluate(self, model, name: str) -> tuple[list[dict], SparseCollection, SparseCollection]:
-        """Target queries against target pages (both through the connector model; with LexEcho also without
+        """Target queries against target pages (both through the connector model, the queries' LexEcho block
+        at the query weights when there are some, and then also at the echo head's; with LexEcho also without
         its block) and, with an English index, against the English pages encoded by the untouched English model
         (English block only, + the parallel memory's vector when there is one, and then also without it); also the
         encoded dev queries and pages."""
@@ -276,12 +287,17 @@ class Job:
         n_en = model.config.english_size
         vocab = output_names(model.config, self.english_tokenizer, self.bridge_tokenizer)
         query_states = self.states(list(self.dev.queries.values()), s.query_max_length, "bridge: dev queries")
-        queries = SparseCollection(list(self.dev.queries),
-                                   encode_states(model, query_states, max_length=s.query_max_length), vocab)
+        encoded = encode_states(model, query_states, max_length=s.query_max_length)
+        queries = SparseCollection(list(self.dev.queries), encoded if self.query_weights is None else
+                                   with_static_block(encoded, query_states.id_lists(s.query_max_length),
+                                                     self.query_weights), vocab)
         docs = SparseCollection(self.dev.doc_ids(), self.encode(model, self.dev.doc_texts(), s.doc_max_length,
                                                                 "bridge: pages"), vocab)
         encode_s = time.perf_counter() - t0
         rows = [{**evaluate_sparse(queries, docs, self.dev, s, f"{name} (target)"), "encode_s": encode_s}]
+        if self.query_weights is not None:
+            rows.append(evaluate_sparse(SparseCollection(queries.ids, encoded, vocab), docs, self.dev, s,
+                                        f"{name} (target, model queries)"))
         english_q = SparseCollection(queries.ids, queries.matrix[:, :n_en], vocab[:n_en])
         if model.config.echo:
             rows.append(evaluate_sparse(english_q, SparseCollection(docs.ids, docs.matrix[:, :n_en], vocab[:n_en]),
@@ -372,9 +388,13 @@ class Job:
             timings["final_eval"] = round(time.perf_counter() - t0, 1)
             write_report(rows, self.workdir, settings={"config": c.to_dict(), "stage_s": timings})
         out = save_connector(model, self.workdir / "export", bridge_folder=self.bridge_folder,
-                             english_tokenizer=self.english_tokenizer, memory=self.memory)
+                             english_tokenizer=self.english_tokenizer, memory=self.memory,
+                             query_weights=self.query_weights)
         log.info("exported to %s and %s (sentence-transformers)", out,
                  export_connector_st(out, self.workdir / "export_st"))
+        if self.query_weights is not None:
+            log.info("query encoder (sentence-transformers, LexEcho at the query weights): %s",
+                     export_connector_st(out, self.workdir / "export_st_queries", idf_queries=True))
         if self.memory is not None:
             log.info("English-index query encoder (sentence-transformers, with the parallel memory): %s",
                      export_connector_st(out, self.workdir / "export_st_xling", english_queries=True))
@@ -383,6 +403,7 @@ class Job:
 
 
 def main(argv=None) -> int:
+    keep_freed_memory()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _, config = parse_config_args(argv)
     rows = Job(config).run()

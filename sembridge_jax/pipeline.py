@@ -9,7 +9,7 @@
    `<workdir>` for the main method and `<workdir>/compare/<method>/` for the others;
 5. evaluate again; export the main model to `<workdir>/export/` (Hugging Face + SparseEncoder).
 With `model.query_encoder = "idf"` every evaluation encodes the queries with the IDF weights of
-`model.idf_corpus` (`query_weights_for`) and the export holds them (idf.json); training is the same.
+`model.idf_corpus` (`data.idf.query_weights_for`) and the export holds them (idf.json); training is the same.
 `run` returns the table of zero-shot and fine-tuned metrics per method (None when preempted). With
 `eval.after_stages` each active stage is evaluated too ('<stage> <metric>' columns) and each stage's training
 wall time is recorded ('<stage>_s', 'retrieval_s'; None for a stage that had already finished: a rerun reads
@@ -34,8 +34,7 @@ from sembridge_jax.bridge.alignment import Alignment
 from sembridge_jax.bridge.apply import apply_alignment
 from sembridge_jax.bridge.build import alignment_kwargs, alignment_settings, build_alignment
 from sembridge_jax.config import check_lengths
-from sembridge_jax.data.examples import DataError
-from sembridge_jax.data.idf import corpus_query_weights
+from sembridge_jax.data.idf import query_weights_for
 from sembridge_jax.data.retrieval import load_eval_dataset
 from sembridge_jax.evaluation.encode import CorpusEncoder
 from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_encoder
@@ -83,21 +82,6 @@ def host_model(model):
     layout, params = split_model(model)
     sharded = {k: v for k, v in params.items() if isinstance(v, jax.Array) and not v.is_fully_addressable}
     return merge_model(layout, {**params, **multihost_utils.process_allgather(sharded, tiled=True)})
-
-
-def query_weights_for(config, tokenizer, vocab_size: int) -> np.ndarray | None:
-    """The inference-free query weights of `model.query_encoder = "idf"` (data/idf.py) over `model.idf_corpus`,
-    by default the training data's corpus; None for model-encoded queries."""
-    if config.model.query_encoder != "idf":
-        return None
-    spec = config.data.train
-    path = config.model.idf_corpus or spec.corpus or (spec.path if spec.type in ("beir", "corpus") else "")
-    if not path:
-        raise DataError(f"model.idf_corpus: data.train (type {spec.type!r}) has no corpus to count the query "
-                        "weights over; set model.idf_corpus to a BEIR corpus or a text file")
-    weights = corpus_query_weights(path, tokenizer, vocab_size, spec.title_in_doc)
-    log.info("query weights: the IDF of %d tokens over %s", int((weights > 0).sum()), path)
-    return weights
 
 
 def make_evaluator(config, tokenizer, dataset, cache_dir, query_weights=None):

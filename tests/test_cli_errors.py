@@ -82,3 +82,13 @@ def test_error_line_finds_a_buried_disk_full_and_names_unexpected_errors():
     assert run_cli(boom, ["--debug", "a"]) == 1
     assert run_cli(lambda argv: None, []) == 0 and run_cli(lambda argv: 75, []) == 75
     assert "75 preempted" in EXIT_CODES
+
+
+def test_keep_freed_memory_applies_on_glibc_only():
+    import platform
+
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    # in a child process: the settings hold for the rest of a process's life
+    out = subprocess.run([sys.executable, "-c", "from sembridge_jax.cli import keep_freed_memory as k; print(k())"],
+                         capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]).stdout
+    assert out.strip() == str(glibc)  # each mallopt accepted where glibc runs, a no-op elsewhere

@@ -6,7 +6,13 @@ import pytest
 import scipy.sparse as sp
 
 from sembridge_jax.data.examples import Example
-from sembridge_jax.training.connector_data import RaggedStates, RetrievalBatches, pair_rows
+from sembridge_jax.training.connector_data import (
+    RaggedStates,
+    RetrievalBatches,
+    _length_batches,
+    bucket_length,
+    pair_rows,
+)
 
 
 def _ragged(lengths, dim, seed):
@@ -72,3 +78,17 @@ def test_pair_rows_index_every_text_once():
         assert [rows.pages[n] for n in negs] == list(e.negatives)
     assert rows.pairs[2] == (0, 0)  # a repeated text maps to its first row
     assert pair_rows([Example("q", "page a")], corpus).negatives is None
+
+
+def test_length_buckets_pad_to_powers_of_two_then_steps_of_64():
+    assert [bucket_length(n, 512) for n in (1, 8, 9, 33, 64, 65, 130, 257, 300, 511, 900)] == \
+        [8, 8, 16, 64, 64, 128, 192, 320, 320, 512, 512]
+    assert bucket_length(300, 256) == 256 and bucket_length(300, 384) == 320 and bucket_length(380, 384) == 384
+    lengths = np.minimum(np.random.default_rng(0).integers(1, 600, 5000), 384)
+    seen, shapes = [], set()
+    for idx, rows, length in _length_batches(lengths, 384):
+        assert len(idx) <= rows < 2 * max(len(idx), 1) and length == bucket_length(lengths[idx].max(), 384)
+        assert rows * bucket_length(lengths[idx].min(), 384) <= 4096 or rows == 1
+        seen += list(idx)
+        shapes.add((rows, length))
+    assert sorted(seen) == list(range(5000)) and len(shapes) <= 30  # every text once, few compiled shapes

@@ -15,6 +15,7 @@ from flax import nnx
 
 from sembridge_jax import SparseEncoder
 from sembridge_jax.cli import run_cli
+from sembridge_jax.evaluation.encode import CorpusEncoder
 from sembridge_jax.export.__main__ import main as export_main
 from sembridge_jax.export.connector import load_connector, output_names, save_connector
 from sembridge_jax.export.connector_st import export_connector_st
@@ -267,3 +268,76 @@ def test_a_folder_without_memory_gives_the_english_block(tmp_path):
     assert SparseEncoder.from_pretrained(with_mem).memory is None
     with pytest.raises(TypeError, match="connector"):
         SparseEncoder.from_pretrained(tmp_path / "en").encode_english_queries(TEXTS)
+
+
+def _with_query_weights(tmp_path, folder):
+    """`folder` re-saved with LexEcho query weights: random positive weights on every bridge id, 0 on specials."""
+    model, bridge_tok, english_tokenizer = load_connector(folder)
+    weights = np.zeros(model.config.bridge_vocab, np.float32)
+    named = [i for i in bridge_tok.get_vocab().values() if i not in bridge_tok.all_special_ids]
+    weights[named] = np.random.default_rng(2).uniform(0.5, 4.0, len(named))
+    return save_connector(model, tmp_path / "conn_idf", bridge_folder=tmp_path / "bridge",
+                          english_tokenizer=english_tokenizer, query_weights=weights), weights, bridge_tok
+
+
+def test_idf_queries_match_numpy_and_st(tmp_path, capsys):
+    """encode_queries of a connector folder with idf.json: the English block as `encode` gives it, the LexEcho
+    block each distinct bridge token of the text at its weight (numpy); the sentence-transformers idf_queries
+    export (and the CLI's --idf-queries) gives the same within 1e-4; documents are unchanged."""
+    folder, weights, tok = _with_query_weights(tmp_path, _connector_folder(tmp_path, echo=True, n_added=1))
+    enc = SparseEncoder.from_pretrained(folder)
+    np.testing.assert_array_equal(enc.query_weights, weights)  # idf.json round trip through the token strings
+    ours = enc.encode_queries(TEXTS, batch_size=3, max_length=6).toarray()
+    model_vectors = enc.encode(TEXTS, batch_size=3, max_length=6).toarray()
+    expected = np.zeros_like(model_vectors)
+    expected[:, :1000] = model_vectors[:, :1000]
+    for r, ids in enumerate(tok(TEXTS, truncation=True, max_length=6)["input_ids"]):
+        for i in set(ids) - set(tok.all_special_ids):
+            expected[r, 1000 + i] = weights[i]
+    np.testing.assert_array_equal(ours, expected)
+    assert (ours[:, 1000:] != model_vectors[:, 1000:]).any()
+    # the evaluator's cache keys a connector's queries by the model, the weights and the length
+    assert not enc.static_queries
+    ids = [f"q{i}" for i in range(len(TEXTS))]
+    for length in (6, 6, 64):
+        got = CorpusEncoder(enc).encode(ids, TEXTS, max_length=length, queries=True, cache_dir=tmp_path / "c")
+        np.testing.assert_allclose(got.matrix.toarray(), enc.encode_queries(TEXTS, max_length=length).toarray(),
+                                   atol=1e-6)
+    assert len(list((tmp_path / "c").glob("*.npz"))) == 2
+    assert export_main(["--connector", str(folder), "--out", str(tmp_path / "st_q"), "--idf-queries"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    st, _ = _st_encode(tmp_path / "st_q", TEXTS[:1])
+    st.max_seq_length = 6  # the tokens the JAX queries read
+    theirs = st.encode(TEXTS, batch_size=2, convert_to_tensor=True).to_dense().numpy()
+    np.testing.assert_allclose(theirs, ours, atol=1e-4, rtol=1e-4)
+    _, documents = _st_encode(export_connector_st(folder, tmp_path / "st"), TEXTS)  # the document encoder
+    np.testing.assert_allclose(documents, enc.encode(TEXTS, batch_size=3).toarray(), atol=1e-4, rtol=1e-4)
+
+
+def test_idf_query_errors_and_stale_weights(tmp_path):
+    plain = _connector_folder(tmp_path, echo=False, n_added=0)
+    model, _, english_tokenizer = load_connector(plain)
+    with pytest.raises(ValueError, match="connector.echo is off"):
+        save_connector(model, tmp_path / "x", bridge_folder=tmp_path / "bridge", english_tokenizer=english_tokenizer,
+                       query_weights=np.ones(1000, np.float32))
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+    with pytest.raises(FileNotFoundError, match="idf.json: missing"):
+        export_connector_st(plain, tmp_path / "st_q", idf_queries=True)
+    with pytest.raises(ValueError, match="two different query encoders"):
+        export_connector_st(plain, tmp_path / "st_q", idf_queries=True, english_queries=True)
+    with pytest.raises(SystemExit, match="--connector only"):
+        export_main(["--model", str(tmp_path / "en"), "--out", str(tmp_path / "y"), "--idf-queries"])
+    folder, _, _ = _with_query_weights(tmp_path, _connector_folder(tmp_path, echo=True, n_added=0))
+    unnamed = np.ones(1000, np.float32)  # the tiny bridge tokenizer names fewer ids than its model's rows
+    with pytest.raises(ValueError, match="save_connector: query weights at ids no token of the tokenizer names"):
+        save_connector(load_connector(folder)[0], folder, bridge_folder=tmp_path / "bridge",
+                       english_tokenizer=english_tokenizer, query_weights=unnamed)
+    with pytest.raises(ValueError, match="LexEcho block has 1000 columns"):
+        save_connector(load_connector(folder)[0], folder, bridge_folder=tmp_path / "bridge",
+                       english_tokenizer=english_tokenizer, query_weights=np.ones(7, np.float32))
+    assert SparseEncoder.from_pretrained(folder).query_weights is not None  # the refused save left it as it was
+    model, _, english_tokenizer = load_connector(folder)
+    save_connector(model, folder, bridge_folder=tmp_path / "bridge", english_tokenizer=english_tokenizer)
+    enc = SparseEncoder.from_pretrained(folder)  # re-saved without weights: no stale idf.json
+    assert enc.query_weights is None
+    np.testing.assert_array_equal(enc.encode_queries(TEXTS).toarray(), enc.encode(TEXTS, max_length=64).toarray())

@@ -15,6 +15,7 @@ from sembridge_jax.connector import Job, stage_config
 from sembridge_jax.data.retrieval import load_beir
 from sembridge_jax.export.connector import connector_weights
 from sembridge_jax.schema import ConfigError
+from sembridge_jax.training.run_settings import run_settings
 from tests.train_tiny import NUM_WORDS, SPECIALS, tiny_beir
 
 pytestmark = pytest.mark.slow  # four stages compiled and trained, evaluated and exported twice
@@ -38,6 +39,7 @@ def get_config():
     c.data.train.path = str(SETUP / "beir")
     c.data.train.mine_negatives = True  # one BM25-mined page per query in the retrieval stage
     c.data.train.num_hard_negatives = 1
+    c.model.query_encoder = "idf"  # the queries' LexEcho block at the IDF of their bridge tokens over the pages
     c.eval.beir = str(SETUP / "beir")
     c.eval.k = 10
     c.eval.metrics = ("nDCG@10", "R@10")
@@ -101,8 +103,8 @@ def test_job_end_to_end(setup, finished):
     for stage in ("align_en", "align_parallel", "retrieval", "xling_queries"):
         assert (work / "stages" / stage / "metrics.jsonl").is_file()
         assert {r["model"] for r in rows if r.get("stage") == stage} >= {
-            f"connector/{stage} (target)", f"connector/{stage} (target, no echo)", f"connector/{stage} (xling)",
-            f"connector/{stage} (xling, no memory)"}
+            f"connector/{stage} (target)", f"connector/{stage} (target, model queries)",
+            f"connector/{stage} (target, no echo)", f"connector/{stage} (xling)", f"connector/{stage} (xling, no memory)"}
     last = [r for r in rows if r.get("stage") == "xling_queries"]
     mixed = next(r for r in last if r["model"].endswith("(mixed pool)"))
     assert mixed["num_docs"] == 2 * len(job.dev.corpus) and mixed["Max@R"] >= 2
@@ -132,6 +134,21 @@ def test_job_end_to_end(setup, finished):
     np.testing.assert_allclose(enc.encode_english_queries(texts, max_length=8).toarray(),
                                job.memory.add_to(ref[:, :n_en], pools).toarray(), atol=1e-5)
     assert (work / "export_st_xling" / "memory.npz").is_file()
+    # the queries' LexEcho block: the IDF of their bridge tokens over the training pages (numpy, from the corpus)
+    corpus = [json.loads(line) for line in (setup / "beir" / "corpus.jsonl").read_text().splitlines()]
+    df = {}
+    for doc in corpus:
+        for i in set(job.bridge_tokenizer(f"{doc.get('title', '')} {doc['text']}".strip(), add_special_tokens=False)["input_ids"]):
+            df[i] = df.get(i, 0) + 1
+    expected = ref.copy()
+    expected[:, n_en:] = 0.0
+    for r, text in enumerate(texts):
+        for i in set(job.bridge_tokenizer(text, truncation=True, max_length=8)["input_ids"]) - set(job.bridge_tokenizer.all_special_ids):
+            expected[r, n_en + i] = np.log1p((len(corpus) - df.get(i, 0) + 0.5) / (df.get(i, 0) + 0.5))
+    np.testing.assert_allclose(enc.encode_queries(texts, max_length=8).toarray(), expected, atol=1e-5)
+    assert (work / "export" / "idf.json").is_file() and (work / "export_st_queries" / "modules.json").is_file()
+    target = {r["stage"]: r for r in rows if r["model"].endswith("(target)")}
+    assert target["retrieval"]["num_queries"] == len(job.dev.queries)
 
 
 def test_retrieval_pairs_are_train_py_examples_with_a_mined_negative(setup, finished):
@@ -171,6 +188,8 @@ def test_config_errors(setup, tmp_path):
         load_config(setup / "cfg.py", ["--config.data.parallel.path="])
     with pytest.raises(ConfigError, match="connector.kind"):
         load_config(setup / "cfg.py", ["--config.connector.kind=linear"])
+    with pytest.raises(ConfigError, match="'connector.echo' model.query_encoder='idf' weights the LexEcho block"):
+        load_config(setup / "cfg.py", ["--config.connector.echo=False"])
     with pytest.raises(ConfigError, match="missing.tsv"):
         load_config(setup / "cfg.py", [f"--config.data.parallel.path={tmp_path / 'missing.tsv'}"])
 
@@ -181,9 +200,13 @@ def test_eval_only_keys_and_later_stages_reuse_the_finished_stages(setup, finish
     job, _ = finished
     config = load_config(setup / "cfg.py", ["--config.connector.mixed_pool=False", "--config.connector.combine_with=",
                                             f"--config.connector.state_cache={setup / 'work' / 'cache'}",
-                                            "--config.connector.xling_queries.steps=0"])
-    for stage in ("align_en", "retrieval"):
-        assert stage_config(config, stage).to_dict() == stage_config(job.config, stage).to_dict()
+                                            "--config.connector.xling_queries.steps=0", "--config.model.max_doc_length=24",
+                                            "--config.model.query_encoder=splade"])
+    for stage in ("align_en", "align_parallel"):  # the pages' length is the retrieval stage's setting
+        assert run_settings(stage_config(config, stage)) == run_settings(stage_config(job.config, stage))
+    assert run_settings(stage_config(config, "retrieval")) != run_settings(stage_config(job.config, "retrieval"))
+    config.model.max_doc_length = job.config.model.max_doc_length
+    assert run_settings(stage_config(config, "retrieval")) == run_settings(stage_config(job.config, "retrieval"))
     assert stage_config(config, "xling_queries").to_dict() != stage_config(job.config, "xling_queries").to_dict()
     # the retrieval pairs' mining is the retrieval stage's setting, not the alignment stages'
     unmined = load_config(setup / "cfg.py", ["--config.data.train.mine_negatives=False", "--config.data.train.num_hard_negatives=0",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from bm25s.scoring import _score_idf_lucene
 from sentence_transformers import SparseEncoder as STSparseEncoder
@@ -19,7 +20,7 @@ from sembridge_jax.data.idf import corpus_query_weights, idf_documents
 from sembridge_jax.evaluation.encode import CorpusEncoder
 from sembridge_jax.export.__main__ import main as export_main
 from sembridge_jax.hf.save import IDF_FILE, QUERY_MODULE, ROUTER_FILE, read_query_weights
-from sembridge_jax.models.query_weights import idf_weights, static_query_vectors
+from sembridge_jax.models.query_weights import idf_weights, static_query_vectors, with_static_block
 from tests.tiny_models import make_hf_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,7 +186,7 @@ def test_corpus_documents_and_the_export_cli(tmp_path, splade_tiny):
 
 def test_the_pipeline_names_the_key_when_no_corpus_is_known(encoder, tmp_path):
     from sembridge_jax.config import default_config
-    from sembridge_jax.pipeline import query_weights_for
+    from sembridge_jax.data.idf import query_weights_for
 
     c = default_config()
     c.data.train.type, c.data.train.path = "jsonl", str(tmp_path / "pairs.jsonl")
@@ -241,3 +242,16 @@ def test_a_missing_idf_corpus_fails_at_config_time():
 
     with pytest.raises(ValueError, match="'model.idf_corpus' points to a missing local path: /nope/corpus.jsonl"):
         load_config(REPO / "configs/demo_ko.py", ["model.idf_corpus=/nope/corpus.jsonl"])
+
+
+def test_with_static_block_replaces_the_last_columns():
+    """A connector's queries: the first block kept as encoded, the last len(weights) columns the static vectors."""
+    rng = np.random.default_rng(0)
+    dense = rng.uniform(0, 2, (3, 10)) * (rng.random((3, 10)) < 0.5)
+    weights = np.array([0, 1.5, 2.0, 0.5], np.float32)
+    out = with_static_block(sp.csr_matrix(dense), [[1, 2, 2], [0], [3, 1]], weights).toarray()
+    expected = dense.copy()
+    expected[:, 6:] = [[0, 1.5, 2.0, 0], [0, 0, 0, 0], [0, 1.5, 0, 0.5]]
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="2 queries and a block of 4"):
+        with_static_block(sp.csr_matrix(dense), [[1], [2]], weights)

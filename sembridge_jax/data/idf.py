@@ -3,14 +3,18 @@ folder / corpus.jsonl (title + text, as the model reads pages) or a text / JSONL
 or record), tokenised whole by the target tokenizer, each token's IDF counted over them."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
+from sembridge_jax.data.examples import DataError
 from sembridge_jax.data.pairs import read_corpus
 from sembridge_jax.data.sources import doc_texts
 from sembridge_jax.data.text import load_texts
 from sembridge_jax.models.query_weights import idf_weights
+
+log = logging.getLogger(__name__)
 
 
 def idf_documents(path: str | Path, title_in_doc: bool = True) -> list[str]:
@@ -29,3 +33,18 @@ def corpus_query_weights(path: str | Path, tokenizer, vocab_size: int, title_in_
     named = np.zeros(vocab_size, bool)
     named[[i for i in tokenizer.get_vocab().values() if i < vocab_size]] = True
     return idf_weights(ids, vocab_size, ignore=[*tokenizer.all_special_ids, *np.flatnonzero(~named)])
+
+
+def query_weights_for(config, tokenizer, vocab_size: int) -> np.ndarray | None:
+    """The inference-free query weights of `model.query_encoder = "idf"` (data/idf.py) over `model.idf_corpus`,
+    by default the training data's corpus; None for model-encoded queries."""
+    if config.model.query_encoder != "idf":
+        return None
+    spec = config.data.train
+    path = config.model.idf_corpus or spec.corpus or (spec.path if spec.type in ("beir", "corpus") else "")
+    if not path:
+        raise DataError(f"model.idf_corpus: data.train (type {spec.type!r}) has no corpus to count the query "
+                        "weights over; set model.idf_corpus to a BEIR corpus or a text file")
+    weights = corpus_query_weights(path, tokenizer, vocab_size, spec.title_in_doc)
+    log.info("query weights: the IDF of %d tokens over %s", int((weights > 0).sum()), path)
+    return weights

@@ -114,14 +114,18 @@ class CorpusEncoder:
         weights = getattr(self.encoder, "query_weights", None) if queries else None
         stem = None
         if cache_dir:
-            key = self.model_key if weights is None else hashlib.sha256(np.asarray(weights).tobytes()).hexdigest()
-            # static queries are not cut at max_length (api.SparseEncoder.encode_queries)
-            length = {"max_length": max_length} if weights is None else {"max_length": None, "static": True}
+            key, length = self.model_key, {"max_length": max_length}
+            if weights is not None:
+                digest = hashlib.sha256(np.asarray(weights).tobytes()).hexdigest()
+                # static queries are not cut at max_length and need no model (api.SparseEncoder.encode_queries);
+                # a connector's depend on both
+                key, length = ((digest, {"max_length": None, "static": True}) if self.encoder.static_queries
+                               else (f"{self.model_key}+{digest}", length))
             stem = as_path(cache_dir) / texts_fingerprint(ids, texts, model=key, top_k=top_k, **length)
             if SparseCollection.exists(stem):
                 return SparseCollection.load(stem)
         if weights is not None:
-            matrix = self.encoder.encode_queries(list(texts), max_length=max_length, top_k=top_k)
+            matrix = self.encoder.encode_queries(list(texts), batch_size=batch_size, max_length=max_length, top_k=top_k)
         else:
             matrix = self.encoder.encode(list(texts), batch_size=batch_size, max_length=max_length, top_k=top_k,
                                          show_progress_bar=True)

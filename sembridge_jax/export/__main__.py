@@ -2,12 +2,14 @@
 
     python -m sembridge_jax.export --model DIR_OR_HUB_ID --out DIR [--pooling max|sum]
     python -m sembridge_jax.export --checkpoint TRAIN_WORKDIR [--step N] --out DIR [--idf-corpus CORPUS]
-    python -m sembridge_jax.export --connector CONNECTOR_FOLDER --out DIR [--english-queries]
+    python -m sembridge_jax.export --connector CONNECTOR_FOLDER --out DIR [--english-queries | --idf-queries]
 
 --connector turns a connector folder (the connector runner's <workdir>/export) into a sentence-transformers
 SparseEncoder folder with its PyTorch module code inside (load it with trust_remote_code=True; connector_st.py);
 with --english-queries the folder encodes queries for an existing English index (English vocabulary only,
-+ the connector folder's parallel memory: `SparseEncoder.encode_english_queries`).
++ the connector folder's parallel memory: `SparseEncoder.encode_english_queries`); with --idf-queries it encodes
+queries for the folder's own documents with the LexEcho block at the folder's query weights (its idf.json:
+`SparseEncoder.encode_queries`).
 
 TRAIN_WORKDIR and DIR may be object-store URLs (gs://bucket/run). --idf-corpus (a BEIR folder / corpus.jsonl or a
 text file) adds inference-free query weights counted over it (idf.json: sentence-transformers then loads a Router
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "folder with PyTorch module code (load with trust_remote_code=True)")
     p.add_argument("--english-queries", action="store_true",
                    help="with --connector: the English-index query encoder (English block + parallel memory)")
+    p.add_argument("--idf-queries", action="store_true",
+                   help="with --connector: the query encoder whose LexEcho block holds the folder's idf.json weights")
     p.add_argument("--step", type=int, default=None, help="with --checkpoint: the step (default: the newest)")
     p.add_argument("--out", required=True, help="output folder, local or gs://")
     p.add_argument("--pooling", choices=["max", "sum"], default=None,
@@ -67,10 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.connector:
         if args.pooling:
             raise SystemExit("--pooling does not apply to --connector (the connector folder sets its pooling)")
-        print(f"wrote {export_connector_st(args.connector, args.out, english_queries=args.english_queries)}")
+        if args.idf_corpus:
+            raise SystemExit("--idf-corpus does not apply to --connector (the connector runner writes its idf.json)")
+        out = export_connector_st(args.connector, args.out, english_queries=args.english_queries,
+                                  idf_queries=args.idf_queries)
+        print(f"wrote {out}")
         return 0
-    if args.english_queries:
-        raise SystemExit("--english-queries applies to --connector only")
+    if args.english_queries or args.idf_queries:
+        raise SystemExit("--english-queries and --idf-queries apply to --connector only")
     model, tokenizer, weights = load_source(args)
     if args.idf_corpus:
         weights = corpus_query_weights(args.idf_corpus, tokenizer, model.config.vocab_size)

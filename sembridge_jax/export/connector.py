@@ -6,6 +6,8 @@ loads such a folder (it has `connector_config.json`).
     <out>/bridge/                 the frozen multilingual encoder's own folder (weights + its tokenizer)
     <out>/english_tokenizer/      the English model's tokenizer: names of the output dimensions
     <out>/memory.npz              optional: the parallel memory for English-index queries (models/memory.py)
+    <out>/idf.json                optional: query weights of the LexEcho block, {bridge token: weight}
+                                  (`SparseEncoder.encode_queries`; models/query_weights.py)
 
 Inputs are tokenised with the BRIDGE tokenizer; output dimensions are the English vocabulary, followed with
 LexEcho (`ConnectorConfig.echo`) by the bridge vocabulary (`output_names`).
@@ -25,8 +27,9 @@ from flax import nnx
 
 from sembridge_jax.evaluation.encode import vocab_tokens
 from sembridge_jax.hf.load import load_pretrained, read_config
+from sembridge_jax.hf.save import IDF_FILE, check_named, write_query_weights
 from sembridge_jax.hf.tokenizer import load_tokenizer
-from sembridge_jax.models.connector import ConnectorConfig, ConnectorSparseEncoder
+from sembridge_jax.models.connector import ConnectorConfig, ConnectorSparseEncoder, static_width
 from sembridge_jax.models.memory import MEMORY_FILE, ParallelMemory
 from sembridge_jax.storage import replace_file
 
@@ -66,11 +69,18 @@ def link_or_copy(src, dst):
 
 
 def save_connector(model: ConnectorSparseEncoder, out: str | os.PathLike, *, bridge_folder: str | os.PathLike,
-                   english_tokenizer, memory: ParallelMemory | None = None) -> Path:
+                   english_tokenizer, memory: ParallelMemory | None = None,
+                   query_weights: np.ndarray | None = None) -> Path:
     """Write the folder described in the module docstring (local path); returns it. `model` may run from
     cached states (no bridge attached): the folder then names and holds `bridge_folder`'s encoder. Without
-    a `memory` any memory file a previous export left is removed (it would belong to another run)."""
+    a `memory` (`query_weights`: the LexEcho block's, [bridge vocabulary]) any such file a previous export
+    left is removed (it would belong to another run)."""
     out = Path(out)
+    if query_weights is not None:
+        if np.shape(query_weights) != (static_width(model),):
+            raise ValueError(f"save_connector: query weights of shape {np.shape(query_weights)}, the LexEcho block "
+                             f"has {static_width(model)} columns")
+        check_named(load_tokenizer(str(bridge_folder)), query_weights, "save_connector")
     out.mkdir(parents=True, exist_ok=True)
     if memory is None:
         (out / MEMORY_FILE).unlink(missing_ok=True)
@@ -92,6 +102,9 @@ def save_connector(model: ConnectorSparseEncoder, out: str | os.PathLike, *, bri
         if f.is_file() and f.suffix in BRIDGE_FILES:
             link_or_copy(f, bridge_out / f.name)
     english_tokenizer.save_pretrained(str(out / ENGLISH_TOKENIZER_DIR))
+    (out / IDF_FILE).unlink(missing_ok=True)
+    if query_weights is not None:
+        write_query_weights(out, load_tokenizer(str(bridge_folder)), query_weights)
     return out
 
 

@@ -15,7 +15,9 @@ SparseEncoder folder with PyTorch module code inside it, loaded with
 
 Output columns: the English vocabulary (english/'s token ids), then with the echo the bridge vocabulary;
 `english_queries=True`: the English vocabulary only, the English block + the parallel memory's vector
-(`SparseEncoder.encode_english_queries`): query vectors for an existing English index.
+(`SparseEncoder.encode_english_queries`): query vectors for an existing English index. `idf_queries=True` (a
+folder with idf.json): the LexEcho block at the query weights of the tokens read, the English block the
+model's (`SparseEncoder.encode_queries`): the query encoder for the folder's own documents.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from sembridge_jax.export.connector import BRIDGE_DIR, CONFIG_FILE, link_or_copy, load_connector
-from sembridge_jax.hf.save import hf_tensors, max_seq_length
+from sembridge_jax.hf.save import IDF_FILE, hf_tensors, max_seq_length, read_query_weights
 from sembridge_jax.models.build import build_model
 from sembridge_jax.models.connector import ENGLISH_PARTS, ConnectorSparseEncoder
 from sembridge_jax.models.encoder import MaskedLMEncoder
@@ -99,20 +101,29 @@ def _copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=link_or_copy)
 
 
-def export_connector_st(folder: str | os.PathLike, out: str | os.PathLike, *, english_queries: bool = False):
+def export_connector_st(folder: str | os.PathLike, out: str | os.PathLike, *, english_queries: bool = False,
+                        idf_queries: bool = False):
     """Write the folder described in the module docstring from the connector folder `folder` (what
     `save_connector` / the connector runner's `<workdir>/export` holds) to `out` (either may be an
     object-store URL); returns `out`. Its SparseEncoder output equals `SparseEncoder.from_pretrained(folder)`'s
-    `encode` (`english_queries`: its `encode_english_queries`)."""
+    `encode` (`english_queries`: its `encode_english_queries`; `idf_queries`: its `encode_queries`)."""
+    if english_queries and idf_queries:
+        raise ValueError("export_connector_st: english_queries and idf_queries are two different query encoders")
     if not is_remote(folder) and not is_remote(out) and Path(out).resolve() == Path(folder).resolve():
         raise ValueError(f"{out}: the sentence-transformers folder must not be the connector folder itself")
     with readable_dir(folder) as local_src:
-        return _export(Path(local_src), Path(folder), out, english_queries)
+        return _export(Path(local_src), Path(folder), out, english_queries, idf_queries)
 
 
-def _export(folder: Path, name: Path, out, english_queries: bool):
+def _export(folder: Path, name: Path, out, english_queries: bool, idf_queries: bool):
     model, bridge_tokenizer, english_tokenizer = load_connector(folder)
     cfg = model.config
+    tensors = connector_tensors(model)
+    if idf_queries:
+        weights = read_query_weights(folder, bridge_tokenizer, cfg.bridge_vocab)
+        if weights is None:
+            raise FileNotFoundError(f"{name / IDF_FILE}: missing (idf_queries needs the folder's query weights)")
+        tensors["echo_idf"] = weights
     if cfg.english.arch not in EXPORTABLE_ARCHS:
         raise ValueError(f"{name / CONFIG_FILE}: English model arch {cfg.english.arch!r}: the "
                          f"sentence-transformers export supports {EXPORTABLE_ARCHS}")
@@ -126,6 +137,8 @@ def _export(folder: Path, name: Path, out, english_queries: bool):
     }
     if english_queries:
         module_config.update(english_queries=True, memory=(folder / MEMORY_FILE).is_file())
+    if idf_queries:
+        module_config.update(echo_idf=True)
     with writable_dir(out) as local:
         local = Path(local)
         _copy_tree(folder / BRIDGE_DIR, local / BRIDGE_DIR)
@@ -133,7 +146,7 @@ def _export(folder: Path, name: Path, out, english_queries: bool):
         _write_json(local / ENGLISH_DIR / "config.json", english.config.to_hf())
         save_file(hf_tensors(english), str(local / ENGLISH_DIR / "model.safetensors"), metadata={"format": "pt"})
         english_tokenizer.save_pretrained(str(local / ENGLISH_DIR))
-        save_file(connector_tensors(model), str(local / ST_WEIGHTS), metadata={"format": "pt"})
+        save_file(tensors, str(local / ST_WEIGHTS), metadata={"format": "pt"})
         (local / MEMORY_FILE).unlink(missing_ok=True)
         if module_config.get("memory"):
             link_or_copy(folder / MEMORY_FILE, local / MEMORY_FILE)

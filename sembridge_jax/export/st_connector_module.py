@@ -19,7 +19,9 @@ Output: [B, V_en] (English vocabulary, ids of english/'s tokenizer), or with the
 "english_queries" true) outputs [B, V_en]: the English block, + with "memory" true weight * the parallel
 memory's vector (memory.npz, the connector folder's own file; sembridge_jax/models/memory.py): the English
 model's vectors of the k parallel pairs whose target sides' centred mean-pooled bridge states are nearest
-the text's, mixed by softmax(cosine / temperature). `SparseEncoder.decode` names columns through the module's
+the text's, mixed by softmax(cosine / temperature). A folder exported for inference-free echo queries (config
+key "echo_idf" true) replaces the echo block by the query weight ("echo_idf" in connector.safetensors) of
+each bridge token of the text. `SparseEncoder.decode` names columns through the module's
 `tokenizer.convert_ids_to_tokens`: here a copy of the bridge tokenizer whose convert_ids_to_tokens names
 OUTPUT columns (English tokens, then "echo:" + bridge pieces); inputs are tokenised by `bridge_tokenizer`.
 Weights: connector.safetensors (connector, added, echo);
@@ -122,6 +124,8 @@ class ConnectorSparseModule(InputModule):
             self.echo_scale = torch.nn.Parameter(torch.zeros(()))
         else:
             self.echo, self.echo_scale = None, None
+        if c.get("echo_idf"):
+            self.register_buffer("echo_idf", torch.zeros(c["bridge_vocab"]))
 
     # -------------------------------------------------------------------------------- sentence-transformers
     @property
@@ -173,10 +177,11 @@ class ConnectorSparseModule(InputModule):
                 real = mask[..., None].float()
                 vec = vec + self.memory((x * real).sum(1) / real.sum(1).clamp(min=1.0))
         elif self.echo is not None:
-            e = torch.relu(self.echo(x)[..., 0]) * mask
+            idf = self.config.get("echo_idf")
+            e = (self.echo_idf[ids.long()] if idf else torch.relu(self.echo(x)[..., 0])) * mask
             block = torch.zeros(b, self.config["bridge_vocab"], device=e.device, dtype=e.dtype)
             block = block.scatter_reduce(1, ids.long(), e, reduce="amax", include_self=True)
-            vec = torch.cat([vec, self.echo_scale.abs() * block], -1)
+            vec = torch.cat([vec, block if idf else self.echo_scale.abs() * block], -1)
         features["sentence_embedding"] = vec
         return features
 

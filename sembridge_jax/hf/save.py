@@ -120,10 +120,15 @@ def _check_query_weights(cfg, tokenizer, weights) -> None:
         raise ValueError(f"save_pretrained: query weights need a tokenizer with one token per model row "
                          f"({len(tokenizer.get_vocab())} tokens, {len(weights)} rows): sentence-transformers' "
                          "SparseStaticEmbedding could not load them")
+    check_named(tokenizer, weights, "save_pretrained")
+
+
+def check_named(tokenizer, weights, caller: str) -> None:
+    """idf.json names every weighted id by its token: a weight at an id no token names is refused."""
     named = set(tokenizer.get_vocab().values())
     unnamed = [i for i in np.flatnonzero(weights) if i not in named]
     if unnamed:
-        raise ValueError(f"save_pretrained: query weights at ids no token of the tokenizer names (e.g. {unnamed[0]}): "
+        raise ValueError(f"{caller}: query weights at ids no token of the tokenizer names (e.g. {unnamed[0]}): "
                          "idf.json could not hold them")
 
 
@@ -134,8 +139,7 @@ def _write_query_files(out: Path, tokenizer, weights: np.ndarray | None) -> None
             stale.unlink(missing_ok=True)
         shutil.rmtree(out / QUERY_MODULE, ignore_errors=True)
         return
-    vocab = {i: t for t, i in tokenizer.get_vocab().items()}
-    _write_json(out / IDF_FILE, {vocab[i]: float(weights[i]) for i in sorted(vocab) if weights[i]})
+    write_query_weights(out, tokenizer, weights)
     query = out / QUERY_MODULE
     _write_json(query / "config.json", {"frozen": True})
     save_file({"weight": np.asarray(weights, np.float32)}, str(query / "model.safetensors"), metadata={"format": "pt"})
@@ -146,6 +150,12 @@ def _write_query_files(out: Path, tokenizer, weights: np.ndarray | None) -> None
         "structure": {"query": [QUERY_MODULE], "document": [".", "1_SpladePooling"]},
         "parameters": {"default_route": "document", "allow_empty_key": True, "route_mappings": {}},
     })
+
+
+def write_query_weights(folder: Path, tokenizer, weights: np.ndarray) -> None:
+    """`folder`/idf.json: {token: weight} for every id of `tokenizer` with a weight (OpenSearch's format)."""
+    vocab = {i: t for t, i in tokenizer.get_vocab().items()}
+    _write_json(folder / IDF_FILE, {vocab[i]: float(weights[i]) for i in sorted(vocab) if weights[i]})
 
 
 def read_query_weights(folder: str | Path, tokenizer, vocab_size: int) -> np.ndarray | None:

@@ -309,3 +309,14 @@ class ConnectorSparseEncoder(nnx.Module):
             raise ValueError(f"this connector model pools with {self.config.splade_pooling!r}")
         states = self.bridge_states(input_ids, attention_mask, token_type_ids)
         return self.splade_from_states(states, attention_mask, input_ids, chunk_size=chunk_size, top_k=top_k)
+
+
+def static_width(model) -> int:
+    """Width of a model's inference-free query weights: its vocabulary; for a connector model its LexEcho
+    block (the bridge vocabulary), the English block being the model's."""
+    if not isinstance(model, ConnectorSparseEncoder):
+        return model.config.vocab_size
+    if not model.config.echo:
+        raise ValueError("query weights of a connector model fill its LexEcho block, and this model has none "
+                         "(connector.echo is off)")
+    return model.config.bridge_vocab

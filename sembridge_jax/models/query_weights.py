@@ -49,3 +49,14 @@ def static_query_vectors(queries: Sequence[Sequence[int]], weights: np.ndarray, 
         indptr.append(indptr[-1] + ids.size)
     cols = np.concatenate(cols) if cols else np.zeros(0, np.int64)
     return sp.csr_matrix((weights[cols], cols, np.asarray(indptr)), shape=(len(queries), len(weights)))
+
+
+def with_static_block(vectors: sp.csr_matrix, queries: Sequence[Sequence[int]], weights: np.ndarray) -> sp.csr_matrix:
+    """`vectors` [n, start + len(weights)] with its last len(weights) columns replaced by
+    `static_query_vectors(queries, weights)`: a connector's LexEcho block at fixed weights, its English block
+    as the model encoded it (ids of `queries` index the block)."""
+    start = vectors.shape[1] - len(weights)
+    if start < 0 or vectors.shape[0] != len(queries):
+        raise ValueError(f"with_static_block: {vectors.shape[0]} x {vectors.shape[1]} vectors for {len(queries)} "
+                         f"queries and a block of {len(weights)}")
+    return sp.hstack([vectors[:, :start], static_query_vectors(queries, weights)], format="csr")

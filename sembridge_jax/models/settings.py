@@ -23,7 +23,8 @@ MODEL = Section({
     # How the trained model is served; training is the same either way (training.run_settings.FREE).
     "query_encoder": Field("splade", "queries at evaluation and in the export: 'splade' (the model) | 'idf' "
                            "(inference-free: each query token at its IDF over model.idf_corpus, idf.json in the "
-                           "export; models/query_weights.py)", choices=QUERY_ENCODERS),
+                           "export; models/query_weights.py; in the connector route the LexEcho block's weights, "
+                           "the English block staying the model's)", choices=QUERY_ENCODERS),
     "idf_corpus": Field("", "the documents the 'idf' query weights count: a BEIR folder or corpus.jsonl, or a "
                         "text file with one document per line; '' = the training documents (data.train.corpus, "
                         "else the corpus of data.train.path)", path="input"),

@@ -7,6 +7,8 @@ from __future__ import annotations
 from sembridge_jax.models.connector import CONNECTOR_KINDS
 from sembridge_jax.schema import Field, Section
 
+STAGES = ("align_en", "align_parallel", "retrieval", "xling_queries")  # in the order the runner trains them
+
 
 def _stage(steps: int, batch_size: int, learning_rate: float, **extra) -> Section:
     return Section({
@@ -36,6 +38,8 @@ def _connector_rules(c):
         yield "connector.english_index", "connector.xling_queries needs connector.english_index and data.train.path"
     if k.memory.max_pairs and not c.data.parallel.path:
         yield "data.parallel.path", "must be set when connector.memory.max_pairs > 0"
+    if c.model.query_encoder == "idf" and not k.echo and any(k[s].steps for s in STAGES):
+        yield "connector.echo", "model.query_encoder='idf' weights the LexEcho block in the connector route: turn it on"
     if k.align_en.steps and not (k.english.tsv or k.english.corpus):
         yield "connector.english.tsv", "set connector.english.tsv and/or connector.english.corpus for align_en"
 
