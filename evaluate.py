@@ -16,7 +16,9 @@ OUT/flops_vs_nDCG_at_10.png. --export anserini pisa ciff es [--export-scale auto
 under OUT/export/ (docs/serving.md).
 Queries: a folder with idf.json (inference-free query weights) scores its queries with them, a --config run
 with `model.query_encoder='idf'` with the IDF of its `model.idf_corpus`; --idf-corpus CORPUS gives any model
-such queries (the IDF over CORPUS), --model-queries encodes them with the model instead.
+such queries (the IDF over CORPUS), --model-queries encodes them with the model instead. A connector folder
+(the connector runner's <workdir>/export) is a --model too; its idf.json / --idf-corpus weights fill the
+queries' LexEcho block (over the bridge tokenizer), the English block staying the model's.
 """
 from __future__ import annotations
 
@@ -44,7 +46,9 @@ from sembridge_jax.evaluation.evaluator import EvalSettings, encode_dataset, eva
 from sembridge_jax.evaluation.metrics import DEFAULT_MEASURES
 from sembridge_jax.evaluation.report import markdown_table, write_report
 from sembridge_jax.export.checkpoint import load_model_from_checkpoint
+from sembridge_jax.export.connector import is_connector_folder
 from sembridge_jax.hf.load import check_model_location
+from sembridge_jax.models.connector import static_width
 from sembridge_jax.storage import as_path, writable_dir
 
 EXPORTS = ("anserini", "pisa", "ciff", "es")
@@ -166,7 +170,8 @@ def load_models(args, config=None) -> list[tuple[str, object]]:
     """(display name, loader) pairs; loaders run lazily so one model is in memory at a time. The folders are
     checked now (config, weights, tokenizer vocabulary)."""
     for m in args.model:
-        check_model_location(m)
+        if not is_connector_folder(m):  # a connector folder is checked as it loads (export/connector.py)
+            check_model_location(m)
     specs = [(Path(m).name or m, lambda m=m: _queries(args, config, SparseEncoder.from_pretrained(m)))
              for m in args.model]
     workdirs = args.checkpoint or ([config.workdir] if config is not None and not args.model else [])
@@ -185,8 +190,8 @@ def _queries(args, config, encoder: SparseEncoder, from_config: bool = False) ->
     from its config, a folder's its own, --idf-corpus's or none."""
     if args.model_queries:
         encoder.query_weights = None
-    elif args.idf_corpus:
-        encoder.query_weights = corpus_query_weights(args.idf_corpus, encoder.tokenizer, encoder.vocab_size)
+    elif args.idf_corpus:  # a connector's weights are its LexEcho block's, over the bridge tokenizer
+        encoder.query_weights = corpus_query_weights(args.idf_corpus, encoder.tokenizer, static_width(encoder.model))
     elif from_config and config is not None:
         encoder.query_weights = query_weights_for(config, encoder.tokenizer, encoder.vocab_size)
     return CorpusEncoder(encoder)

@@ -341,3 +341,35 @@ def test_idf_query_errors_and_stale_weights(tmp_path):
     enc = SparseEncoder.from_pretrained(folder)  # re-saved without weights: no stale idf.json
     assert enc.query_weights is None
     np.testing.assert_array_equal(enc.encode_queries(TEXTS).toarray(), enc.encode(TEXTS, max_length=64).toarray())
+
+
+def test_evaluate_cli_scores_a_connector_folder_with_its_query_weights(tmp_path):
+    """evaluate.py --model CONNECTOR_FOLDER: the folder's idf.json queries; --idf-corpus counts the LexEcho block's
+    weights over a corpus with the bridge tokenizer; --model-queries ignores them; each equals our own scores."""
+    import evaluate
+    from sembridge_jax.data.idf import corpus_query_weights
+    from sembridge_jax.data.retrieval import load_beir
+    from sembridge_jax.evaluation.evaluator import EvalSettings, evaluate_encoder
+    folder, weights, tok = _with_query_weights(tmp_path, _connector_folder(tmp_path, echo=True, n_added=0))
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    pages = {"p1": "the cat sat on the mat", "p2": "northern lights causes", "p3": "hello world", "p4": "what sat"}
+    queries = {"q1": "cat mat", "q2": "northern lights", "q3": "hello"}
+    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n"
+                                               for d, t in pages.items()))
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
+    (beir / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tp1\t1\nq2\tp2\t1\nq3\tp3\t1\n")
+    ds = load_beir(beir, "dev")
+    settings = EvalSettings(measures=("nDCG@10",), depth=10, query_max_length=16, doc_max_length=16)
+    common = ["--beir", str(beir), "--measures", "nDCG@10", "--depth", "10", "--query-max-length", "16",
+              "--doc-max-length", "16"]
+    enc = SparseEncoder.from_pretrained(folder)
+    assert evaluate.main(["--model", str(folder), *common])[0]["nDCG@10"] == pytest.approx(
+        evaluate_encoder(CorpusEncoder(enc), ds, settings, "x")["nDCG@10"])
+    enc.query_weights = corpus_query_weights(beir, tok, 1000)
+    assert enc.query_weights.any() and not np.array_equal(enc.query_weights, weights)
+    assert evaluate.main(["--model", str(folder), "--idf-corpus", str(beir), *common])[0]["nDCG@10"] == pytest.approx(
+        evaluate_encoder(CorpusEncoder(enc), ds, settings, "x")["nDCG@10"])
+    enc.query_weights = None
+    assert evaluate.main(["--model", str(folder), "--model-queries", *common])[0]["nDCG@10"] == pytest.approx(
+        evaluate_encoder(CorpusEncoder(enc), ds, settings, "x")["nDCG@10"])
