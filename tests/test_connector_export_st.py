@@ -362,7 +362,7 @@ def test_evaluate_cli_scores_a_connector_folder_with_its_query_weights(tmp_path)
     ds = load_beir(beir, "dev")
     settings = EvalSettings(measures=("nDCG@10",), depth=10, query_max_length=16, doc_max_length=16)
     common = ["--beir", str(beir), "--measures", "nDCG@10", "--depth", "10", "--query-max-length", "16",
-              "--doc-max-length", "16"]
+              "--doc-max-length", "16", "--out", str(tmp_path / "eval")]
     enc = SparseEncoder.from_pretrained(folder)
     assert evaluate.main(["--model", str(folder), *common])[0]["nDCG@10"] == pytest.approx(
         evaluate_encoder(CorpusEncoder(enc), ds, settings, "x")["nDCG@10"])
