@@ -71,7 +71,7 @@ def keep_freed_memory(pad_bytes: int = 1 << 29) -> bool:
     """glibc only (else a no-op, False): keep freed memory in the process instead of handing it back to the
     kernel at every free (mallopt(3): M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD). XLA's CPU runtime
     allocates and frees its large buffers on every call; with glibc's defaults each is an mmap / munmap pair
-    whose pages the kernel zeroes again on first touch: system time was 40 % of the connector job's CPU
+    whose pages the kernel zeroes again on first touch: system time was ~45 % of the connector job's CPU
     time, and this cut a bridge pass over 300 pages by 10 % (BENCHMARKS.md, "Connector route")."""
     if not sys.platform.startswith("linux"):
         return False

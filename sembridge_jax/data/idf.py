@@ -36,8 +36,9 @@ def corpus_query_weights(path: str | Path, tokenizer, vocab_size: int, title_in_
 
 
 def query_weights_for(config, tokenizer, vocab_size: int) -> np.ndarray | None:
-    """The inference-free query weights of `model.query_encoder = "idf"` (data/idf.py) over `model.idf_corpus`,
-    by default the training data's corpus; None for model-encoded queries."""
+    """The inference-free query weights of `model.query_encoder = "idf"` (`corpus_query_weights`) over
+    `model.idf_corpus`, by default the training data's corpus; None for model-encoded queries. Both routes call
+    it: the vocabulary model with the target tokenizer, the connector with the bridge tokenizer."""
     if config.model.query_encoder != "idf":
         return None
     spec = config.data.train

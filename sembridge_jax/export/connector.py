@@ -76,11 +76,12 @@ def save_connector(model: ConnectorSparseEncoder, out: str | os.PathLike, *, bri
     a `memory` (`query_weights`: the LexEcho block's, [bridge vocabulary]) any such file a previous export
     left is removed (it would belong to another run)."""
     out = Path(out)
+    bridge_tokenizer = None if query_weights is None else load_tokenizer(str(bridge_folder))
     if query_weights is not None:
         if np.shape(query_weights) != (static_width(model),):
             raise ValueError(f"save_connector: query weights of shape {np.shape(query_weights)}, the LexEcho block "
                              f"has {static_width(model)} columns")
-        check_named(load_tokenizer(str(bridge_folder)), query_weights, "save_connector")
+        check_named(bridge_tokenizer, query_weights, "save_connector")
     out.mkdir(parents=True, exist_ok=True)
     if memory is None:
         (out / MEMORY_FILE).unlink(missing_ok=True)
@@ -104,7 +105,7 @@ def save_connector(model: ConnectorSparseEncoder, out: str | os.PathLike, *, bri
     english_tokenizer.save_pretrained(str(out / ENGLISH_TOKENIZER_DIR))
     (out / IDF_FILE).unlink(missing_ok=True)
     if query_weights is not None:
-        write_query_weights(out, load_tokenizer(str(bridge_folder)), query_weights)
+        write_query_weights(out, bridge_tokenizer, query_weights)
     return out
 
 
