@@ -18,30 +18,36 @@ fusion with the vocabulary-transfer export; export to <workdir>/export (`SparseE
 `encode_queries` for the queries, `encode` for the pages), <workdir>/export_st (sentence-transformers pages,
 trust_remote_code=True), export_st_queries (its queries) and export_st_xling (queries for the English index).
 
-Measured 2026-12-01, seventh session (seed 0): the whole job as configured took 19 min 35 s wall from a COLD
-cache (fresh workdir and SEMBRIDGE_CACHE: e5 materialised, every text's bridge states and teacher logits
-computed, the parallel memory of 16,000 pairs built) on the 2-core machine with nothing else running (1,268
-CPU-s user + 819 sys, peak RSS 8.1 GB): within the issue's 20 minutes. lohelp-hangul dev nDCG@10 (R@100):
-| after stage (steps x batch, stage wall s idle) | Korean pages  | model queries | no echo | English index (xling) | xling, no memory |
+Measured 2026-12-01 (seed 0): the whole job as configured took 19 min 35 s wall from a COLD cache (fresh
+workdir and SEMBRIDGE_CACHE: e5 materialised, every text's bridge states and teacher logits computed, the
+parallel memory of 16,000 pairs built) on the idle 2-core machine of the seventh session (1,268 CPU-s user +
+819 sys, peak RSS 8.1 GB): within the issue's 20 minutes. The eighth session's echo pooling adds no work;
+re-timed cold then: 38 min 30 s, the scores below to the digit, on a machine that ran the untouched stages
+1.7-2.1x slower, 2.4x the CPU-seconds (the stage seconds below are that run's). lohelp-hangul dev nDCG@10 (R@100):
+| after stage (steps x batch, stage wall s)    | Korean pages  | model queries | no echo | English index (xling) | xling, no memory |
 |------------------------------------------------|--------------:|--------------:|--------:|----------------------:|-----------------:|
-| align_en (300 x 64, 257 s; English only)       | 0.530 (0.975) |         0.517 |   0.111 |         0.433 (0.866) |    0.031 (0.311) |
-| align_parallel (350 x 64, 220 s)               | 0.602 (0.970) |         0.527 |   0.278 |         0.460 (0.890) |    0.207 (0.723) |
-| retrieval (120 x 32, 75 s)                     | 0.623 (0.984) |         0.556 |   0.369 |         0.439 (0.902) |    0.196 (0.741) |
-| seed 1 (same job, --config.seed=1)               | 0.519 / 0.563 / 0.621 after the three stages; model queries 0.501 / 0.480 / 0.575; xling 0.439 / 0.462 / 0.448 |
+| align_en (300 x 64, 438 s; English only)       | 0.607 (0.977) |         0.582 |   0.106 |         0.433 (0.863) |    0.028 (0.287) |
+| align_parallel (350 x 64, 437 s)               | 0.640 (0.977) |         0.513 |   0.247 |         0.457 (0.897) |    0.192 (0.728) |
+| retrieval (120 x 32, 160 s)                    | 0.656 (0.988) |         0.548 |   0.390 |         0.446 (0.902) |    0.181 (0.758) |
+| seed 1 (same job, --config.seed=1)               | 0.604 / 0.648 / 0.665 (0.981) after the three stages; model queries 0.579 / 0.509 / 0.580; xling 0.438 / 0.466 / 0.450 |
+"Korean pages": the queries as served; the pages' echo block pools each e5 piece's weights by log1p of their
+sum (connector.echo_pooling = "log_sum": the repeats of a term count, as in BM25; with the max of them, the
+seventh session's model: 0.530 / 0.602 / 0.623, seed 1 0.519 / 0.563 / 0.621).
 "xling": Korean queries against the untouched English model's index of the English pages, the query vector
 being the connector's English block + the parallel memory's vector (connector.memory, models/memory.py);
 "no memory": the English block alone. After retrieval: mixed pool (937 Korean + 2,521 English pages in one
-index, both copies relevant) nDCG@10 0.390, R@100 0.656, Max@R 361, Complete@100 0.324.
-(BM25 0.650. Goals against configs/demo_ko.py as served, with IDF queries: fine-tuned 0.605 / 0.613 / 0.590 on
-seeds 0-2, so fine-tuned >= the supervised vocabulary-transfer recipe MET on both connector seeds;
-cross-lingual >= 0.40 MET (with the memory; the connector alone 0.19-0.21); zero-shot >= the default init's
-zero-shot NOT met with both routes' IDF queries (0.530 against 0.565), met with both routes' model queries
-(0.517 against 0.444). Pages at 512 e5 tokens scored 0.625 / 0.643 on seeds 0 / 1 but took the job to 24 min
-29 s; at 256 with the echo head's queries (the config until the sixth session) 0.566 / 0.565. Variants that
-did not pay, on the 256-token config with the echo head's queries: pages at 128 tokens in the retrieval stage
-0.562, 0.557 with 240 steps; the demo's bridge-mined negative 0.554; the demo's label-free title / span pairs
-of every page 0.562, 0.540 with 240 steps; twice the cross-lingual term 0.549; the memory added to the Korean
-queries 0.529. BENCHMARKS.md, "Connector route".)
+index, both copies relevant) nDCG@10 0.413, R@100 0.702, Max@R 299, Complete@100 0.426.
+(BM25 0.650: after retrieval both seeds are above it, 0.656 / 0.665. Goals against configs/demo_ko.py as
+served, with IDF queries: fine-tuned 0.605 / 0.613 / 0.590 on seeds 0-2, so fine-tuned >= the supervised
+vocabulary-transfer recipe MET on both connector seeds; cross-lingual >= 0.40 MET (with the memory; the
+connector alone 0.18-0.21); zero-shot >= the default init's zero-shot MET, 0.607 / 0.604 against 0.565 (with
+both routes' model queries 0.582 / 0.579 against 0.444). Pages at 512 e5 tokens (max pooling) scored
+0.625 / 0.643 on seeds 0 / 1 but took the job to 24 min 29 s; at 256 with the echo head's queries (the config
+until the sixth session) 0.566 / 0.565. Variants that did not pay, on the 256-token config with the echo
+head's queries: pages at 128 tokens in the retrieval stage 0.562, 0.557 with 240 steps; the demo's
+bridge-mined negative 0.554; the demo's label-free title / span pairs of every page 0.562, 0.540 with 240
+steps; twice the cross-lingual term 0.549; the memory added to the Korean queries 0.529. BENCHMARKS.md,
+"Connector route".)
 """
 
 from sembridge_jax.config import default_config
@@ -80,7 +86,8 @@ def get_config():
 
     k = c.connector
     k.english_index = f"{KO}/lohelp-en"
-    k.echo = True  # LexEcho: trained on English in align_en (no Korean), jointly in retrieval
+    k.echo = True  # LexEcho: trained on English in align_en (no Korean), jointly in retrieval; pooled by
+    # log1p of each piece's summed weights (connector.echo_pooling's default "log_sum": repeats count)
     # Stage sizes: the research prototype's best chain (20k texts, 600 + 1,300 + 120 steps)
     # cut to what the loaded machine allowed: 10k English texts / 8k pairs (their bridge states + teacher
     # logits are the per-text cost), 300 + 350 + 120 steps. The alignment stages are the under-trained part

@@ -187,7 +187,7 @@ class Job:
         english, _, _ = load_pretrained(c.source, dtype=c.model.dtype)
         cfg = ConnectorConfig(english.config, self.bridge.config.hidden_size, kind=k.kind, connector_hidden=k.hidden,
                               n_added=k.n_added, train_english=k.train_english, dtype=c.model.dtype, echo=k.echo,
-                              bridge_vocab=self.bridge.config.vocab_size)
+                              echo_pooling=k.echo_pooling, bridge_vocab=self.bridge.config.vocab_size)
         return ConnectorSparseEncoder(cfg, nnx.Rngs(c.seed), english=english)
 
     # -------------------------------------------------------------------------------------- data

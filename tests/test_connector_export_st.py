@@ -27,16 +27,16 @@ from tests.test_connector_model import _randomize
 from tests.tiny_models import make_hf_folder
 
 TEXTS = ["the cat sat on the mat", "hello", "what causes the northern lights", "world hello the cat sat on mats",
-         "lights lights lights"]  # different lengths: every batch is padded; a repeated token for the echo max
+         "lights lights lights"]  # different lengths: every batch is padded; a repeated token for the echo pooling
 
 
-def _connector_folder(tmp_path, *, echo: bool, n_added: int, seed: int = 7):
+def _connector_folder(tmp_path, *, echo: bool, n_added: int, seed: int = 7, echo_pooling: str = "log_sum"):
     """A tiny random connector model (English tiny BERT, tiny XLM-R bridge) saved as a connector folder."""
     make_hf_folder(tmp_path / "en", "bert")
     make_hf_folder(tmp_path / "bridge", "xlm-roberta", seed=3, headless=True)
     english = load_model(tmp_path / "en")
     cfg = ConnectorConfig(english.config, bridge_hidden=32, connector_hidden=24, n_added=n_added, echo=echo,
-                          bridge_vocab=read_config(tmp_path / "bridge").vocab_size)
+                          bridge_vocab=read_config(tmp_path / "bridge").vocab_size, echo_pooling=echo_pooling)
     model = ConnectorSparseEncoder(cfg, nnx.Rngs(0), english=english)
     _randomize(model, seed)
     if echo:  # an echo block with weight on most tokens, at a non-trivial scale
@@ -54,9 +54,10 @@ def _st_encode(folder, texts, batch_size=2):
     return st, st.encode(texts, batch_size=batch_size, convert_to_tensor=True).to_dense().numpy()
 
 
-@pytest.mark.parametrize("echo,n_added", [(False, 0), (True, 0), (False, 2), (True, 2)])
-def test_st_export_matches_jax(tmp_path, echo, n_added):
-    folder = _connector_folder(tmp_path, echo=echo, n_added=n_added)
+@pytest.mark.parametrize("echo,n_added,pooling", [(False, 0, "max"), (True, 0, "log_sum"), (True, 0, "max"),
+                                                   (False, 2, "max"), (True, 2, "log_sum")])
+def test_st_export_matches_jax(tmp_path, echo, n_added, pooling):
+    folder = _connector_folder(tmp_path, echo=echo, n_added=n_added, echo_pooling=pooling)
     ours = SparseEncoder.from_pretrained(folder).encode(TEXTS, batch_size=3).toarray()
     out = export_connector_st(folder, tmp_path / "st")
     st, theirs = _st_encode(out, TEXTS)
@@ -77,7 +78,7 @@ def test_cli_writes_the_st_folder(tmp_path, capsys):
     modules = json.loads((tmp_path / "st" / "modules.json").read_text())
     assert modules[0]["type"] == "st_connector_module.ConnectorSparseModule"
     cfg = json.loads((tmp_path / "st" / "sembridge_connector.json").read_text())
-    assert cfg["echo"] and cfg["english_size"] == 1000 and cfg["bridge_vocab"] == 1000 and cfg["n_added"] == 1
+    assert cfg["echo"] and cfg["echo_pooling"] == "log_sum" and cfg["english_size"] == 1000 and cfg["bridge_vocab"] == 1000 and cfg["n_added"] == 1
     with_memory, memory, _ = _with_memory(tmp_path, folder)
     assert export_main(["--connector", str(with_memory), "--out", str(tmp_path / "st_q"), "--english-queries"]) == 0
     cfg = json.loads((tmp_path / "st_q" / "sembridge_connector.json").read_text())
@@ -100,14 +101,14 @@ def test_st_export_matches_jax_with_the_kit_models(kit, tmp_path):
     bridge_dir = materialize_e5(str(tmp_path / "e5"), dtype="float16")
     english = load_model(kit / "assets/splade-tiny-en")
     cfg = ConnectorConfig(english.config, bridge_hidden=384, connector_hidden=256, n_added=2, echo=True,
-                          bridge_vocab=read_config(Path(bridge_dir)).vocab_size)
+                          bridge_vocab=read_config(Path(bridge_dir)).vocab_size, echo_pooling="log_sum")
     model = ConnectorSparseEncoder(cfg, nnx.Rngs(0), english=english)
     _randomize(model.connector, 1)
     model.echo.scale[...] = jnp.float32(0.8)
     model.vocab_bias[...] = model.vocab_bias[...] + 4.0  # an untrained connector activates few terms otherwise
     folder = save_connector(model, tmp_path / "conn", bridge_folder=bridge_dir,
                             english_tokenizer=load_tokenizer(str(kit / "assets/splade-tiny-en")))
-    texts = ["셀에 표를 삽입하는 방법", "what causes the northern lights", "인쇄", "Insert a table into a text document "
+    texts = ["셀에 표를 삽입하는 방법", "what causes the northern lights", "인쇄 인쇄", "Insert a table into a text document "
              "and format its cells", "프린터 설정 대화 상자에서 용지 크기를 바꿉니다."]
     ours = SparseEncoder.from_pretrained(folder).encode(texts, batch_size=2).toarray()
     _, theirs = _st_encode(export_connector_st(folder, tmp_path / "st"), texts, batch_size=3)
@@ -130,6 +131,21 @@ def test_st_decode_names_output_columns_and_resave_round_trips(tmp_path):
     st.save(str(tmp_path / "resaved"))  # sentence-transformers' own save: the folder loads again, same vectors
     _, again = _st_encode(tmp_path / "resaved", TEXTS)
     np.testing.assert_array_equal(again, first)
+
+
+def test_folders_saved_before_echo_pooling_keep_max_pooling(tmp_path):
+    """Folders written before the echo block had a pooling setting (no key in either config) pool by max, as
+    they were trained: loading one never changes its vectors."""
+    folder = _connector_folder(tmp_path, echo=True, n_added=0, echo_pooling="max")
+    out = export_connector_st(folder, tmp_path / "st")
+    ours = SparseEncoder.from_pretrained(folder).encode(TEXTS).toarray()
+    for f in (Path(folder) / "connector_config.json", Path(out) / "sembridge_connector.json"):
+        cfg = json.loads(f.read_text())
+        del cfg["echo_pooling"]
+        f.write_text(json.dumps(cfg))
+    assert load_connector(folder)[0].config.echo_pooling == "max"
+    np.testing.assert_array_equal(SparseEncoder.from_pretrained(folder).encode(TEXTS).toarray(), ours)
+    np.testing.assert_allclose(_st_encode(out, TEXTS)[1], ours, atol=1e-4, rtol=1e-4)
 
 
 def _npz_edit(f, edit):

@@ -118,6 +118,7 @@ def test_job_end_to_end(setup, finished):
     np.testing.assert_array_equal(np.asarray(job.model.vocab_bias[...]), np.asarray(b))
     # the exported folder: SparseEncoder.from_pretrained runs bridge + connector from text
     enc = SparseEncoder.from_pretrained(work / "export")
+    assert enc.model.config.echo_pooling == job.model.config.echo_pooling == "log_sum"  # the setting's default
     texts = list(job.dev.queries.values())[:5]
     got = enc.encode(texts, max_length=8).toarray()
     tok = job.bridge_tokenizer(texts, padding=True, return_tensors="np")

@@ -96,14 +96,15 @@ def test_composition_matches_pytorch(tmp_path, n_added):
     np.testing.assert_allclose(np.log1p(np.maximum(raw, 0)), got, atol=1e-6)
 
 
-def _tiny(dtype="float32", train_english=True, with_bridge=False, echo=False):
+def _tiny(dtype="float32", train_english=True, with_bridge=False, echo=False, echo_pooling="max"):
     eng = EncoderConfig(vocab_size=200, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
                         type_vocab_size=2, dtype=dtype)
     bridge_cfg = EncoderConfig(vocab_size=150, hidden_size=D_BRIDGE, num_layers=1, num_heads=2,
                                intermediate_size=32, type_vocab_size=1, pad_token_id=1, dtype=dtype)
     bridge = build_model(bridge_cfg, nnx.Rngs(5)) if with_bridge else None
     cfg = ConnectorConfig(eng, bridge_hidden=D_BRIDGE, train_english=train_english,
-                          bridge=bridge_cfg if with_bridge else None, dtype=dtype, echo=echo, bridge_vocab=150)
+                          bridge=bridge_cfg if with_bridge else None, dtype=dtype, echo=echo, bridge_vocab=150,
+                          echo_pooling=echo_pooling)
     return ConnectorSparseEncoder(cfg, nnx.Rngs(0), bridge=bridge)
 
 
@@ -150,29 +151,38 @@ def test_bad_input_errors():
         ConnectorConfig(eng, bridge_hidden=12, bridge=eng)
     with pytest.raises(ValueError, match="identity"):
         ConnectorConfig(eng, bridge_hidden=12, kind="identity")
+    with pytest.raises(ValueError, match="connector.echo_pooling"):
+        ConnectorConfig(eng, bridge_hidden=12, echo=True, bridge_vocab=10, echo_pooling="sum")
     model = ConnectorSparseEncoder(ConnectorConfig(eng, bridge_hidden=8), nnx.Rngs(0))
     with pytest.raises(ValueError, match="no bridge encoder"):
         model.splade(jnp.ones((1, 3), jnp.int32), jnp.ones((1, 3), jnp.int32))
 
 
 def _echo_reference(model, states, mask, ids):
-    """numpy: w_i = relu(u . x_i + c) at real tokens, max per bridge id, times |scale|."""
+    """numpy: w_i = relu(u . x_i + c) at real tokens, per bridge id the max ("max") or log1p of the sum
+    ("log_sum"), times |scale|."""
     u = np.asarray(model.echo.proj.kernel[...])[:, 0]
     c = float(np.asarray(model.echo.proj.bias[...])[0])
     w = np.maximum(np.asarray(states, np.float64) @ u + c, 0) * mask
     out = np.zeros((len(ids), model.config.bridge_vocab))
     for b in range(len(ids)):
         for i in range(ids.shape[1]):
-            out[b, ids[b, i]] = max(out[b, ids[b, i]], w[b, i])
+            if model.config.echo_pooling == "max":
+                out[b, ids[b, i]] = max(out[b, ids[b, i]], w[b, i])
+            else:
+                out[b, ids[b, i]] += w[b, i]
+    if model.config.echo_pooling == "log_sum":
+        out = np.log1p(out)
     return abs(float(model.echo.scale[...])) * out
 
 
-def test_echo_block_matches_numpy():
-    model = _tiny(echo=True)
+@pytest.mark.parametrize("pooling", ["max", "log_sum"])
+def test_echo_block_matches_numpy(pooling):
+    model = _tiny(echo=True, echo_pooling=pooling)
     model.echo.proj.kernel[...] = 0.3 * jax.random.normal(jax.random.key(4), model.echo.proj.kernel.shape)
     model.echo.scale[...] = jnp.float32(-0.7)  # the block uses |scale|: vectors stay non-negative
     ids, mask = _ids_mask(vocab=150, length=8)
-    ids[0, 5] = ids[0, 1]  # a repeated id: its weight is the larger of the two
+    ids[0, 5] = ids[0, 1]  # a repeated id: the larger of the two weights / log1p of their sum
     ids[1, 6] = ids[1, 0]  # a padding position sharing an id with a real token: must not count
     states = np.random.default_rng(2).standard_normal((3, 8, D_BRIDGE)).astype(np.float32)
     ref = _echo_reference(model, states, mask, ids)
@@ -187,7 +197,7 @@ def test_echo_block_matches_numpy():
                                rtol=1e-5, atol=1e-6)
     top = np.asarray(model.splade_from_states(states, mask, ids, top_k=5))  # top_k over the whole vector
     assert ((top > 0).sum(1) <= 5).all()
-    # trained: the echo head and its scale are parameters, and gradients reach them through the scatter-max
+    # trained: the echo head and its scale are parameters, and gradients reach them through the pooling
     layout, params = split_model(model)
     assert {"echo.proj.kernel", "echo.proj.bias", "echo.scale"} <= set(params)
     assert (layout.logical_axes["echo.proj.kernel"], layout.logical_axes["echo.proj.bias"],

@@ -132,6 +132,7 @@ def _export(folder: Path, name: Path, out, english_queries: bool, idf_queries: b
         "kind": cfg.kind, "bridge_hidden": cfg.bridge_hidden,
         "connector_hidden": cfg.connector_hidden or cfg.bridge_hidden,
         "layer_norm_eps": cfg.english.layer_norm_eps, "n_added": cfg.n_added, "echo": cfg.echo,
+        "echo_pooling": cfg.echo_pooling,
         "english_size": cfg.english_size, "bridge_vocab": cfg.bridge_vocab, "pooling": cfg.splade_pooling,
         "max_seq_length": max_seq_length(model, bridge_tokenizer),
     }

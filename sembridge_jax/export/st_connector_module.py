@@ -12,7 +12,8 @@ the export folder and imported from there. The computation, for texts tokenised 
       -> english/ (transformers *ForMaskedLM) fed inputs_embeds with those position ids, token type 0:
          + position/type embeddings, embedding LayerNorm, layers, MLM head -> logits [B, L + n, V_en]
       -> SPLADE pooling over the real + appended positions: max (or sum) of log1p(relu(logits))
-      [-> LexEcho (echo on): |s| * max over positions with the same bridge token id of relu(u . x + c)]
+      [-> LexEcho (echo on): |s| * pooled relu(u . x + c) over the positions with the same bridge token id:
+          config "echo_pooling" "log_sum" = log1p of their sum, "max" (or no key) = the largest]
 
 Output: [B, V_en] (English vocabulary, ids of english/'s tokenizer), or with the echo [B, V_en + V_bridge]
 (then columns V_en + i are bridge token id i). A folder exported for English-index queries (config key
@@ -179,8 +180,11 @@ class ConnectorSparseModule(InputModule):
         elif self.echo is not None:
             idf = self.config.get("echo_idf")
             e = (self.echo_idf[ids.long()] if idf else torch.relu(self.echo(x)[..., 0])) * mask
+            # inference-free queries: each distinct token at its weight, whatever the model's pooling
+            log_sum = not idf and self.config.get("echo_pooling", "max") == "log_sum"
             block = torch.zeros(b, self.config["bridge_vocab"], device=e.device, dtype=e.dtype)
-            block = block.scatter_reduce(1, ids.long(), e, reduce="amax", include_self=True)
+            block = block.scatter_reduce(1, ids.long(), e, reduce="sum" if log_sum else "amax", include_self=True)
+            block = torch.log1p(block) if log_sum else block
             vec = torch.cat([vec, block if idf else self.echo_scale.abs() * block], -1)
         features["sentence_embedding"] = vec
         return features

@@ -8,13 +8,17 @@ encoder and a small trained connector (LUSIFER's architecture applied to SPLADE,
       -> the English SPLADE's transformer layers -> MLM transform
       -> . English vocabulary rows + output bias -> max_i log1p(relu(.))   (SPLADE-max, English vocabulary)
 
-LexEcho (MILCO, `config.echo`): a scalar head w_i = relu(u . x_i + c) on each frozen bridge state x_i, max-pooled
+LexEcho (MILCO, `config.echo`): a scalar head w_i = relu(u . x_i + c) on each frozen bridge state x_i, pooled
 per bridge token id into a SECOND block over the bridge vocabulary and multiplied by a learnable scale s:
 the vector becomes [English vocabulary | bridge vocabulary] (`config.english_size` + `config.bridge_vocab`).
-The block holds the weights themselves, not log1p of them (as the research prototype and
-MILCO's score_col do); max pooling per id mirrors SPLADE-max (the prototype summed repeated pieces). Two texts
-sharing a bridge piece match on it, which helps same-language retrieval; an English index has no such block,
-so cross-lingual scoring reads the English block only (`english_from_states`), which is unchanged by the echo.
+`config.echo_pooling` pools a token's occurrences: "log_sum" = log1p of their summed weights, "max" = the
+largest weight (SPLADE-max's rule; the research prototype summed without the log). The log of the sum is
+BM25's term-frequency saturation in SPLADE's own form: a page naming a term five times outranks one naming it
+once, by less than five times. Max pooling forgets how often a page repeats a term, and the repeats carry what
+the head, trained on short English texts, cannot: log_sum lifted the zero-shot Korean score from 0.530 to
+0.607 with the same head (BENCHMARKS.md, "Connector route"). Two texts sharing a bridge piece match on it,
+which helps same-language retrieval; an English index has no such block, so cross-lingual scoring reads the
+English block only (`english_from_states`), which is unchanged by the echo.
 
 The English model's word-embedding lookup is the only part replaced: its layers were trained on
 LayerNorm(word + position + type), so the connector output goes through the same position/type sum and
@@ -47,6 +51,7 @@ from sembridge_jax.models.heads import keep_top_k, masked_max_logits, splade_poo
 from sembridge_jax.models.layers import ACTIVATIONS, INIT_STD, LayerNorm, Linear, attention_bias
 
 CONNECTOR_KINDS = ("mlp", "identity")
+ECHO_POOLINGS = ("log_sum", "max")
 # The parts taken over from the English model (attribute names = parameter path prefixes).
 ENGLISH_PARTS = ("position", "token_type", "norm", "layers", "mlm_transform", "mlm_norm")
 # LexEcho's initial offset c: bridge states have norm ~5 (multilingual-e5-small), so u ~ N(0, 0.02^2) gives
@@ -88,6 +93,7 @@ class ConnectorConfig:
     echo: bool = False  # LexEcho: a second output block over the bridge vocabulary (module docstring)
     bridge_vocab: int = 0  # the bridge vocabulary size (the echo block's width); 0 = the bridge config's
     echo_scale: float = 0.5  # the echo block's initial scale (learned; 0.5 = the prototype's fixed weight)
+    echo_pooling: str = "max"  # "log_sum" | "max" (module docstring); "max" = what folders without the key hold
 
     def __post_init__(self):
         if self.bridge is not None and not self.bridge_vocab:
@@ -97,6 +103,8 @@ class ConnectorConfig:
                              f"connector.bridge_vocab is {self.bridge_vocab}")
         if self.echo and self.bridge_vocab <= 0:
             raise ValueError("connector.echo needs the bridge vocabulary size: set bridge_vocab or the bridge config")
+        if self.echo_pooling not in ECHO_POOLINGS:
+            raise ValueError(f"connector.echo_pooling must be one of {ECHO_POOLINGS}, got {self.echo_pooling!r}")
         if self.kind not in CONNECTOR_KINDS:
             raise ValueError(f"connector.kind must be one of {CONNECTOR_KINDS}, got {self.kind!r}")
         if self.kind == "identity" and self.bridge_hidden != self.english.hidden_size:
@@ -184,11 +192,15 @@ class Echo(nnx.Module):
         return jax.nn.relu(self.proj(jnp.asarray(states))[..., 0].astype(jnp.float32)) * mask.astype(jnp.float32)
 
 
-def scatter_max(weights, ids, width: int) -> jax.Array:
-    """out[b, v] = max(0, max over i with ids[b, i] == v of weights[b, i]): [B, width] float32. weights >= 0
-    (so the zero start is the identity); ids outside [0, width) are dropped."""
+def pool_by_id(weights, ids, width: int, pooling: str) -> jax.Array:
+    """[B, width] float32: per token id v, "max": max(0, max over i with ids[b, i] == v of weights[b, i]);
+    "log_sum": log1p(sum over those i of weights[b, i]). weights >= 0 (so the zero start is the identity of
+    both); ids outside [0, width) are dropped."""
     rows = jnp.arange(weights.shape[0])[:, None]
-    return jnp.zeros((weights.shape[0], width), jnp.float32).at[rows, ids].max(weights, mode="drop")
+    out = jnp.zeros((weights.shape[0], width), jnp.float32).at[rows, ids]
+    if pooling == "max":
+        return out.max(weights, mode="drop")
+    return jnp.log1p(out.add(weights, mode="drop"))
 
 
 class ConnectorSparseEncoder(nnx.Module):
@@ -273,9 +285,11 @@ class ConnectorSparseEncoder(nnx.Module):
         return self.echo.weights(states, mask)
 
     def echo_from_states(self, states, mask, input_ids) -> jax.Array:
-        """The echo block [B, V_bridge] float32: |s| x the max echo weight of each bridge token id in the text."""
+        """The echo block [B, V_bridge] float32: |s| x the pooled echo weights of each bridge token id in the text
+        (`config.echo_pooling`)."""
         w = self.echo_weights(states, mask)
-        return jnp.abs(self.echo.scale[...]) * scatter_max(w, jnp.asarray(input_ids), self.config.bridge_vocab)
+        return jnp.abs(self.echo.scale[...]) * pool_by_id(w, jnp.asarray(input_ids), self.config.bridge_vocab,
+                                                          self.config.echo_pooling)
 
     def splade_from_states(self, states, mask, input_ids=None, *, chunk_size=None, top_k=None) -> jax.Array:
         """SPLADE vectors [B, V] float32: the English block, followed by the echo block when `config.echo`

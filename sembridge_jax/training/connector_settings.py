@@ -4,7 +4,7 @@ encoder `bridge.model`, the parallel text `data.parallel.path`, the retrieval pa
 the dev set `eval.beir` and the model dtype `model.dtype`."""
 from __future__ import annotations
 
-from sembridge_jax.models.connector import CONNECTOR_KINDS
+from sembridge_jax.models.connector import CONNECTOR_KINDS, ECHO_POOLINGS
 from sembridge_jax.schema import Field, Section
 
 STAGES = ("align_en", "align_parallel", "retrieval", "xling_queries")  # in the order the runner trains them
@@ -51,6 +51,9 @@ CONNECTOR = Section({
     "n_added": Field(0, "learnable tokens appended after each text (LUSIFER)", ge=0),
     "echo": Field(False, "LexEcho (MILCO): a second output block over the bridge vocabulary, the input's own "
                   "tokens weighted by a head on the bridge states (trained in align_en and retrieval)"),
+    "echo_pooling": Field("log_sum", "how the echo block pools a token's occurrences in a text: log1p of their summed "
+                          "weights (term-frequency saturation, as BM25) or the largest (SPLADE-max)",
+                          choices=ECHO_POOLINGS),
     "train_english": Field(True, "train the English layers / MLM transform / input LayerNorm too (the "
                                  "vocabulary rows and output bias never train)"),
     "english_lr_scale": Field(0.25, "learning-rate factor of the trained English parts (layers, MLM transform, "
