@@ -23,7 +23,7 @@ workdir and SEMBRIDGE_CACHE: e5 materialised, every text's bridge states and tea
 parallel memory of 16,000 pairs built) on the idle 2-core machine of the seventh session (1,268 CPU-s user +
 819 sys, peak RSS 8.1 GB): within the issue's 20 minutes. The eighth session's echo pooling adds no work;
 re-timed cold then: 38 min 30 s, the scores below to the digit, on a machine that ran the untouched stages
-1.7-2.1x slower, 2.4x the CPU-seconds (the stage seconds below are that run's). lohelp-hangul dev nDCG@10 (R@100):
+1.7-2.0x slower, 2.4x the CPU-seconds (the stage seconds below are that run's). lohelp-hangul dev nDCG@10 (R@100):
 | after stage (steps x batch, stage wall s)    | Korean pages  | model queries | no echo | English index (xling) | xling, no memory |
 |------------------------------------------------|--------------:|--------------:|--------:|----------------------:|-----------------:|
 | align_en (300 x 64, 438 s; English only)       | 0.607 (0.977) |         0.582 |   0.106 |         0.433 (0.863) |    0.028 (0.287) |
